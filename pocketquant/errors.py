@@ -1,0 +1,29 @@
+"""Errors a user can act on. The CLI prints them as one line and exits with status 2."""
+
+
+class PocketquantError(Exception):
+    """Base class: bad input or a failed check, with a message naming the file, tensor or key."""
+
+
+class GGUFFormatError(PocketquantError):
+    """A file is not GGUF, is truncated, or has a corrupt header or tensor table."""
+
+
+class QuantizationError(PocketquantError):
+    """A tensor cannot be quantized as asked (NaN/Inf, unknown type, requantization refused)."""
+
+
+class ImatrixError(PocketquantError):
+    """An importance matrix is unreadable or does not fit the model."""
+
+
+class ConfigError(PocketquantError):
+    """A configuration value or model source is invalid."""
+
+
+class EvaluationError(PocketquantError):
+    """An evaluation cannot be run on the given inputs."""
+
+
+class PackageError(PocketquantError):
+    """A package is incomplete or fails verification."""
