@@ -1,0 +1,250 @@
+# cython: language_level=3, boundscheck=False, wraparound=False, cdivision=True, initializedcheck=False
+"""pocketquant._quants: block quantize / dequantize for GGUF types, byte-identical to llama.cpp.
+
+The algorithms are llama.cpp's reference quantizers restated in ../shared/reference/kquants.md
+(no source copied). Rows are independent, so they run in parallel with OpenMP (prange) with the
+GIL released; the bytes never depend on the thread count. Python objects appear only in the thin
+entry points at the bottom of this file.
+"""
+
+cimport cython
+from cython.parallel cimport prange
+
+include "common.pxi"
+include "helpers.pxi"
+include "legacy.pxi"
+include "kquants.pxi"
+
+# ggml type ids (GGMLQuantizationType values)
+cdef enum:
+    T_F32 = 0
+    T_F16 = 1
+    T_Q4_0 = 2
+    T_Q4_1 = 3
+    T_Q5_0 = 6
+    T_Q5_1 = 7
+    T_Q8_0 = 8
+    T_Q2_K = 10
+    T_Q3_K = 11
+    T_Q4_K = 12
+    T_Q5_K = 13
+    T_Q6_K = 14
+    T_BF16 = 30
+
+# (elements per block, bytes per block)
+BLOCK_INFO = {
+    T_F32: (1, 4), T_F16: (1, 2), T_BF16: (1, 2),
+    T_Q4_0: (32, 18), T_Q4_1: (32, 20), T_Q5_0: (32, 22), T_Q5_1: (32, 24), T_Q8_0: (32, 34),
+    T_Q2_K: (256, 84), T_Q3_K: (256, 110), T_Q4_K: (256, 144), T_Q5_K: (256, 176), T_Q6_K: (256, 210),
+}
+
+
+cdef bint quantize_row(int qtype, const float* x, uint8_t* y, int64_t n, const float* qw) noexcept nogil:
+    cdef int64_t j
+    cdef uint16_t h
+    if qtype == T_Q8_0:
+        quantize_row_q8_0(x, y, n, qw)
+    elif qtype == T_Q4_0:
+        quantize_row_q4_0(x, y, n, qw)
+    elif qtype == T_Q4_1:
+        quantize_row_q4_1(x, y, n, qw)
+    elif qtype == T_Q5_0:
+        quantize_row_q5_0(x, y, n, qw)
+    elif qtype == T_Q5_1:
+        quantize_row_q5_1(x, y, n, qw)
+    elif qtype == T_Q2_K:
+        quantize_row_q2_K(x, y, n, qw)
+    elif qtype == T_Q3_K:
+        quantize_row_q3_K(x, y, n, qw)
+    elif qtype == T_Q4_K:
+        quantize_row_q4_K(x, y, n, qw)
+    elif qtype == T_Q5_K:
+        quantize_row_q5_K(x, y, n, qw)
+    elif qtype == T_Q6_K:
+        quantize_row_q6_K(x, y, n, qw)
+    elif qtype == T_F16:
+        for j in range(n):
+            h = fp32_to_fp16(x[j])
+            y[2 * j] = <uint8_t>(h & 0xff)
+            y[2 * j + 1] = <uint8_t>(h >> 8)
+    elif qtype == T_BF16:
+        for j in range(n):
+            h = fp32_to_bf16(x[j])
+            y[2 * j] = <uint8_t>(h & 0xff)
+            y[2 * j + 1] = <uint8_t>(h >> 8)
+    elif qtype == T_F32:
+        memcpy(y, x, n * 4)
+    else:
+        return False
+    return True
+
+
+cdef bint dequantize_row(int qtype, const uint8_t* y, float* x, int64_t n) noexcept nogil:
+    cdef int64_t j
+    if qtype == T_Q8_0:
+        dequantize_row_q8_0(y, x, n)
+    elif qtype == T_Q4_0:
+        dequantize_row_q4_0(y, x, n)
+    elif qtype == T_Q4_1:
+        dequantize_row_q4_1(y, x, n)
+    elif qtype == T_Q5_0:
+        dequantize_row_q5_0(y, x, n)
+    elif qtype == T_Q5_1:
+        dequantize_row_q5_1(y, x, n)
+    elif qtype == T_Q2_K:
+        dequantize_row_q2_K(y, x, n)
+    elif qtype == T_Q3_K:
+        dequantize_row_q3_K(y, x, n)
+    elif qtype == T_Q4_K:
+        dequantize_row_q4_K(y, x, n)
+    elif qtype == T_Q5_K:
+        dequantize_row_q5_K(y, x, n)
+    elif qtype == T_Q6_K:
+        dequantize_row_q6_K(y, x, n)
+    elif qtype == T_F16:
+        for j in range(n):
+            x[j] = FP16_TABLE[(<uint16_t>y[2 * j]) | ((<uint16_t>y[2 * j + 1]) << 8)]
+    elif qtype == T_BF16:
+        for j in range(n):
+            x[j] = bf16_to_fp32((<uint16_t>y[2 * j]) | ((<uint16_t>y[2 * j + 1]) << 8))
+    elif qtype == T_F32:
+        memcpy(x, y, n * 4)
+    else:
+        return False
+    return True
+
+
+def _check_type(int qtype):
+    if qtype not in BLOCK_INFO:
+        raise ValueError(f"unsupported ggml type id {qtype}")
+
+
+@cython.boundscheck(False)
+def quantize_rows(int qtype, const float[:, ::1] src, uint8_t[:, ::1] dst, imatrix=None, int nthreads=1):
+    """Quantize each row of src (float32, C-contiguous) into dst (uint8, one encoded row per row).
+
+    imatrix: None or a float32 C-contiguous vector of n_per_row importance weights.
+    The caller (pocketquant.quants) validates shapes; this re-checks what could corrupt memory.
+    """
+    _check_type(qtype)
+    cdef int64_t nrows = src.shape[0]
+    cdef int64_t n = src.shape[1]
+    blck, bsize = BLOCK_INFO[qtype]
+    if n % blck != 0:
+        raise ValueError(f"row length {n} is not a multiple of the block size {blck}")
+    cdef int64_t row_bytes = (n // blck) * bsize
+    if dst.shape[0] != nrows or dst.shape[1] != row_bytes:
+        raise ValueError(f"dst must have shape ({nrows}, {row_bytes})")
+    cdef const float[::1] qwv
+    cdef const float* qw = NULL
+    if imatrix is not None:
+        qwv = imatrix
+        if qwv.shape[0] != n:
+            raise ValueError(f"imatrix has {qwv.shape[0]} values, rows have {n}")
+        if n > 0:
+            qw = &qwv[0]
+    if nrows == 0 or n == 0:
+        return
+    cdef const float* sp = &src[0, 0]
+    cdef uint8_t* dp = &dst[0, 0]
+    cdef int64_t r
+    cdef int nt = nthreads if nthreads > 0 else 1
+    if nt > nrows:
+        nt = <int>nrows
+    if nt == 1:
+        with nogil:
+            for r in range(nrows):
+                quantize_row(qtype, sp + r * n, dp + r * row_bytes, n, qw)
+    else:
+        for r in prange(nrows, nogil=True, schedule="dynamic", num_threads=nt):
+            quantize_row(qtype, sp + r * n, dp + r * row_bytes, n, qw)
+
+
+def dequantize_rows(int qtype, const uint8_t[:, ::1] src, float[:, ::1] dst, int nthreads=1):
+    """Decode each encoded row of src into a float32 row of dst (n_per_row = dst.shape[1])."""
+    _check_type(qtype)
+    cdef int64_t nrows = dst.shape[0]
+    cdef int64_t n = dst.shape[1]
+    blck, bsize = BLOCK_INFO[qtype]
+    if n % blck != 0:
+        raise ValueError(f"row length {n} is not a multiple of the block size {blck}")
+    cdef int64_t row_bytes = (n // blck) * bsize
+    if src.shape[0] != nrows or src.shape[1] != row_bytes:
+        raise ValueError(f"src must have shape ({nrows}, {row_bytes})")
+    if nrows == 0 or n == 0:
+        return
+    cdef const uint8_t* sp = &src[0, 0]
+    cdef float* dp = &dst[0, 0]
+    cdef int64_t r
+    cdef int nt = nthreads if nthreads > 0 else 1
+    if nt > nrows:
+        nt = <int>nrows
+    if nt == 1:
+        with nogil:
+            for r in range(nrows):
+                dequantize_row(qtype, sp + r * row_bytes, dp + r * n, n)
+    else:
+        for r in prange(nrows, nogil=True, schedule="static", num_threads=nt):
+            dequantize_row(qtype, sp + r * row_bytes, dp + r * n, n)
+
+
+def convert_flat(int qtype, const float[::1] src, uint8_t[::1] dst, int nthreads=1):
+    """Element-wise F32 -> F16 / BF16 / F32 of a flat array, in parallel chunks of 64 Ki values."""
+    if qtype not in (T_F16, T_BF16, T_F32):
+        raise ValueError(f"convert_flat handles F32/F16/BF16, not type id {qtype}")
+    cdef int64_t n = src.shape[0]
+    cdef int64_t esize = 4 if qtype == T_F32 else 2
+    if dst.shape[0] != n * esize:
+        raise ValueError(f"dst must hold {n * esize} bytes")
+    if n == 0:
+        return
+    cdef int64_t chunk = 1 << 16
+    cdef int64_t nchunks = (n + chunk - 1) // chunk
+    cdef int64_t c, lo, hi
+    cdef const float* sp = &src[0]
+    cdef uint8_t* dp = &dst[0]
+    cdef int nt = nthreads if nthreads > 0 else 1
+    for c in prange(nchunks, nogil=True, schedule="static", num_threads=nt):
+        lo = c * chunk
+        hi = lo + chunk
+        if hi > n:
+            hi = n
+        quantize_row(qtype, sp + lo, dp + lo * esize, hi - lo, NULL)
+
+
+def count_nonfinite(const float[::1] x, int nthreads=1):
+    """Number of NaN or +-Inf values in a flat float32 array (bit test: exponent all ones)."""
+    cdef int64_t n = x.shape[0]
+    cdef int64_t total = 0
+    cdef int64_t c, j, lo, hi
+    cdef int64_t chunk = 1 << 16
+    cdef int64_t nchunks = (n + chunk - 1) // chunk
+    cdef const uint32_t* p
+    if n == 0:
+        return 0
+    p = <const uint32_t*>&x[0]
+    cdef int nt = nthreads if nthreads > 0 else 1
+    for c in prange(nchunks, nogil=True, schedule="static", num_threads=nt):
+        lo = c * chunk
+        hi = lo + chunk
+        if hi > n:
+            hi = n
+        total += count_nonfinite_span(p, lo, hi)
+    return total
+
+
+cdef inline int64_t count_nonfinite_span(const uint32_t* p, int64_t lo, int64_t hi) noexcept nogil:
+    cdef int64_t j, k = 0
+    for j in range(lo, hi):
+        k += (p[j] & 0x7f800000) == 0x7f800000
+    return k
+
+
+def fp16_bits(float v):
+    """fp16 bits of a float32 value (for tests)."""
+    return fp32_to_fp16(v)
+
+
+def bf16_bits(float v):
+    """bf16 bits of a float32 value (for tests)."""
+    return fp32_to_bf16(v)
