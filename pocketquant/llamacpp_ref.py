@@ -1,4 +1,7 @@
-"""ctypes binding to the libggml that llama-cpp-python ships: the reference our kernel must match.
+"""ctypes bindings to the llama.cpp that llama-cpp-python ships: the references we must match.
+
+GGMLRef wraps `ggml_quantize_chunk` (the block quantizers, for the kernel); `llama_quantize` runs
+`llama_model_quantize` (the whole llama-quantize pipeline, for pocketquant.quantize).
 
 Used by tests and benchmarks only (never on the product path). The shared libraries live in
 site-packages/llama_cpp/lib/; POCKETQUANT_LIBGGML_DIR overrides that directory.
@@ -9,6 +12,7 @@ from __future__ import annotations
 import ctypes
 import importlib.util
 import os
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -112,3 +116,122 @@ class GGMLRef:
             if got != nrows * rs:
                 raise RuntimeError(f"ggml_quantize_chunk wrote {got} bytes, expected {nrows * rs}")
         return out
+
+
+# --------------------------------------------------------------------------------------------
+# llama_model_quantize: llama.cpp's own file-level quantizer (what the llama-quantize tool runs)
+# --------------------------------------------------------------------------------------------
+
+_KV_OVERRIDE_INT, _KV_OVERRIDE_STR = 0, 3  # enum llama_model_kv_override_type
+
+
+def _llama_api():
+    """llama-cpp-python's ctypes bindings of libllama (structs match the shipped library)."""
+    import llama_cpp.llama_cpp as L
+
+    return L
+
+
+def _silence_llama_logs() -> None:
+    # llama_model_quantize logs every tensor to stderr; keep test and benchmark output readable
+    import llama_cpp
+
+    L = _llama_api()
+    if getattr(_silence_llama_logs, "_cb", None) is None:
+
+        @ctypes.CFUNCTYPE(None, ctypes.c_int, ctypes.c_char_p, ctypes.c_void_p)
+        def _quiet(level, text, user_data):  # noqa: ARG001
+            pass
+
+        _silence_llama_logs._cb = _quiet  # type: ignore[attr-defined]  # keep the callback alive
+        L.llama_log_set(_quiet, ctypes.c_void_p(0))
+    del llama_cpp
+
+
+def llama_quantize(
+    src: str | os.PathLike[str],
+    dst: str | os.PathLike[str],
+    ftype: str,
+    *,
+    nthread: int = 2,
+    imatrix=None,
+    pure: bool = False,
+    leave_output_tensor: bool = False,
+    output_tensor_type: str | None = None,
+    token_embedding_type: str | None = None,
+    tensor_types: Sequence[tuple[str, str]] = (),
+    allow_requantize: bool = False,
+    quiet: bool = True,
+) -> None:
+    """Run llama.cpp's `llama_model_quantize` in-process, with the parameters llama-quantize's CLI
+    would pass for the same options (including the quantize.imatrix.* KV overrides it adds).
+
+    imatrix: a pocketquant.imatrix.Imatrix (or a path); its normalized values are passed as the
+    `imatrix` array of llama_model_quantize_params, exactly what llama-quantize builds.
+    """
+    from pocketquant.gguf_file import ggml_type_from_name
+    from pocketquant.imatrix import Imatrix, load_imatrix
+    from pocketquant.quantize.ftypes import parse_ftype
+
+    L = _llama_api()
+    if quiet:
+        _silence_llama_logs()
+    ft = parse_ftype(ftype)
+    params = L.llama_model_quantize_default_params()
+    params.nthread = nthread
+    params.ftype = ft.id
+    params.allow_requantize = allow_requantize
+    params.quantize_output_tensor = not leave_output_tensor
+    params.pure = pure
+    if output_tensor_type:
+        params.output_tensor_type = int(ggml_type_from_name(output_tensor_type))
+    if token_embedding_type:
+        params.token_embedding_type = int(ggml_type_from_name(token_embedding_type))
+
+    keep: list = []  # ctypes buffers that must outlive the call
+    if tensor_types:
+        arr = (L.llama_model_tensor_override * (len(tensor_types) + 1))()
+        for i, (pattern, tname) in enumerate(tensor_types):
+            arr[i].pattern = pattern.lower().encode()
+            arr[i].type = int(ggml_type_from_name(tname))
+        arr[len(tensor_types)].pattern = None
+        arr[len(tensor_types)].type = 0
+        params.tt_overrides = ctypes.cast(arr, ctypes.POINTER(L.llama_model_tensor_override))
+        keep.append(arr)
+
+    if imatrix is not None:
+        im = imatrix if isinstance(imatrix, Imatrix) else load_imatrix(imatrix)
+        names = list(im.entries)
+        data = (L.llama_model_imatrix_data * (len(names) + 1))()
+        for i, name in enumerate(names):
+            v = np.ascontiguousarray(im.values(name), dtype=np.float32)
+            keep.append(v)
+            data[i].name = name.encode()
+            data[i].data = v.ctypes.data_as(ctypes.POINTER(ctypes.c_float))
+            data[i].size = v.size
+        data[len(names)].name = None
+        params.imatrix = ctypes.cast(data, ctypes.POINTER(L.llama_model_imatrix_data))
+        keep.append(data)
+
+        kvs: list[tuple[str, int, object]] = [("quantize.imatrix.file", _KV_OVERRIDE_STR, im.path or "")]
+        if im.datasets:
+            kvs.append(("quantize.imatrix.dataset", _KV_OVERRIDE_STR, im.datasets[0]))
+        kvs.append(("quantize.imatrix.entries_count", _KV_OVERRIDE_INT, len(im.entries)))
+        if im.chunk_count > 0:
+            kvs.append(("quantize.imatrix.chunks_count", _KV_OVERRIDE_INT, im.chunk_count))
+        ov = (L.llama_model_kv_override * (len(kvs) + 1))()
+        for i, (key, tag, val) in enumerate(kvs):
+            ov[i].tag = tag
+            ov[i].key = key.encode()
+            if tag == _KV_OVERRIDE_STR:
+                ov[i].value.val_str = str(val).encode("utf-8", "surrogateescape")[:127]
+            else:
+                ov[i].value.val_i64 = int(val)
+        ov[len(kvs)].key = b""
+        params.kv_overrides = ctypes.cast(ov, ctypes.POINTER(L.llama_model_kv_override))
+        keep.append(ov)
+
+    rc = L.llama_model_quantize(os.fsencode(src), os.fsencode(dst), ctypes.byref(params))
+    del keep
+    if rc != 0:
+        raise RuntimeError(f"llama_model_quantize({src} -> {dst}, {ft.name}) failed with status {rc}")

@@ -1,0 +1,15 @@
+"""File-level quantization of GGUF models: llama-quantize's type mixes on our kernel."""
+
+from pocketquant.quantize.ftypes import FTYPES, TENSOR_TYPES, FType, parse_ftype
+from pocketquant.quantize.run import QuantizeReport, TensorPlan, plan_quantization, quantize_gguf
+
+__all__ = [
+    "FTYPES",
+    "TENSOR_TYPES",
+    "FType",
+    "QuantizeReport",
+    "TensorPlan",
+    "parse_ftype",
+    "plan_quantization",
+    "quantize_gguf",
+]
