@@ -19,6 +19,21 @@ cdef inline void super_sigma2(const float* x, float factor, float* sigma2) noexc
     sigma2[0] = factor * sumx2 / <float>256.0
 
 
+cdef inline void untranspose_codes(const uint8_t* Lt, int n, uint8_t* L) noexcept nogil:
+    # L[k * n + i] = Lt[i][k]
+    cdef int i, k
+    for k in range(NL):
+        for i in range(n):
+            L[k * n + i] = Lt[i * NL + k]
+
+
+cdef inline void untranspose_codes8(const int8_t* Lt, int n, int8_t* L) noexcept nogil:
+    cdef int i, k
+    for k in range(NL):
+        for i in range(n):
+            L[k * n + i] = Lt[i * NL + k]
+
+
 # ------------------------------------------------------------------------------------------ Q2_K
 
 cdef void quantize_row_q2_K(const float* x, uint8_t* y, int64_t n, const float* qw) noexcept nogil:
@@ -29,9 +44,12 @@ cdef void quantize_row_q2_K(const float* x, uint8_t* y, int64_t n, const float* 
     cdef float sw[16]
     cdef uint8_t Ls[16]
     cdef uint8_t Lm[16]
+    cdef float xt[16 * NL]
+    cdef float wt[16 * NL]
+    cdef uint8_t Lt[16 * NL]
     cdef float max_scale, max_min, iscale, d, dm, mm, sigma2, s
     cdef int64_t ib
-    cdef int j, l, ii
+    cdef int j, l, ii, h
     cdef const float* xb
     cdef uint8_t* yb
     cdef uint8_t* sc
@@ -42,11 +60,14 @@ cdef void quantize_row_q2_K(const float* x, uint8_t* y, int64_t n, const float* 
         if qw == NULL:
             max_scale = 0
             max_min = 0
+            for h in range(2):
+                transpose_in(xb + 128 * h, 16, 16, xt)
+                for l in range(16 * NL):
+                    wt[l] = fabsf(xt[l])
+                make_qkx_lanes(16, 3, xt, wt, Lt, scales + 8 * h, mins + 8 * h,
+                               <float>-0.5, <float>0.1, 15, True)
+                untranspose_codes(Lt, 16, L + 128 * h)
             for j in range(16):
-                for l in range(16):
-                    weights[l] = fabsf(xb[16 * j + l])
-                scales[j] = make_qkx_quants(16, 3, xb + 16 * j, weights, L + 16 * j, &mins[j],
-                                            <float>-0.5, <float>0.1, 15, True)
                 if scales[j] > max_scale:
                     max_scale = scales[j]
                 if mins[j] > max_min:
@@ -75,9 +96,14 @@ cdef void quantize_row_q2_K(const float* x, uint8_t* y, int64_t n, const float* 
                 s = 0
                 for l in range(16):
                     s += weights[l]
+                    wt[l * NL + (j % 8)] = weights[l]
                 sw[j] = s
-                scales[j] = make_qkx_quants(16, 3, xb + 16 * j, weights, L + 16 * j, &mins[j],
-                                            <float>-0.9, <float>0.05, 36, False)
+                if j % 8 == 7:
+                    h = j // 8
+                    transpose_in(xb + 128 * h, 16, 16, xt)
+                    make_qkx_lanes(16, 3, xt, wt, Lt, scales + 8 * h, mins + 8 * h,
+                                   <float>-0.9, <float>0.05, 36, False)
+                    untranspose_codes(Lt, 16, L + 128 * h)
             dm = make_qp_quants(16, 15, scales, Ls, sw)
             mm = make_qp_quants(16, 15, mins, Lm, sw)
             store_f16(yb + 80, dm)
@@ -142,9 +168,12 @@ cdef void quantize_row_q3_K(const float* x, uint8_t* y, int64_t n, const float* 
     cdef float sw[16]
     cdef int8_t Ls[16]
     cdef int codes[16]
+    cdef float xt[16 * NL]
+    cdef float wt[16 * NL]
+    cdef int8_t Lt[16 * NL]
     cdef float max_scale, amax, a, iscale, d, dall, sigma2, s
     cdef int64_t ib
-    cdef int j, l, ii, m, c
+    cdef int j, l, ii, m, c, h
     cdef uint8_t hm
     cdef const float* xb
     cdef uint8_t* yb
@@ -180,8 +209,13 @@ cdef void quantize_row_q3_K(const float* x, uint8_t* y, int64_t n, const float* 
                 s = 0
                 for l in range(16):
                     s += weight[l]
+                    wt[l * NL + (j % 8)] = weight[l]
                 sw[j] = s
-                scales[j] = make_qx_quants(16, 4, xb + 16 * j, L + 16 * j, weight)
+                if j % 8 == 7:
+                    h = j // 8
+                    transpose_in(xb + 128 * h, 16, 16, xt)
+                    make_qx_lanes(16, 4, xt, wt, Lt, scales + 8 * h)
+                    untranspose_codes8(Lt, 16, L + 128 * h)
             d = make_qx_quants(16, 32, scales, Ls, sw)
             for j in range(16):
                 codes[j] = Ls[j]
@@ -294,6 +328,9 @@ cdef void quantize_super_k45(const float* xb, uint8_t* hdr, uint8_t* L, int nmax
     cdef float sw[8]
     cdef uint8_t ls[8]
     cdef uint8_t lm[8]
+    cdef float xt[32 * NL]
+    cdef float wt[32 * NL]
+    cdef uint8_t Lt[32 * NL]
     cdef float max_scale, max_min, sum_x2, av_x, inv_scale, inv_min, sigma2, s, d, dm
     cdef int j, l, ii
     cdef uint8_t sc, m
@@ -301,19 +338,20 @@ cdef void quantize_super_k45(const float* xb, uint8_t* hdr, uint8_t* L, int nmax
     if qw == NULL:
         max_scale = 0
         max_min = 0
+        transpose_in(xb, 32, 32, xt)
         for j in range(8):
             sum_x2 = 0
             for l in range(32):
                 sum_x2 += xb[32 * j + l] * xb[32 * j + l]
             av_x = sqrtf(sum_x2 / <float>32.0)
             for l in range(32):
-                weights[l] = av_x + fabsf(xb[32 * j + l])
-            if nmax == 15:
-                scales[j] = make_qkx_quants(32, 15, xb + 32 * j, weights, L + 32 * j, &mins[j],
-                                            <float>-1.0, <float>0.1, 20, False)
-            else:
-                scales[j] = make_qkx_quants(32, 31, xb + 32 * j, weights, L + 32 * j, &mins[j],
-                                            <float>-0.5, <float>0.1, 15, False)
+                wt[l * NL + j] = av_x + fabsf(xb[32 * j + l])
+        if nmax == 15:
+            make_qkx_lanes(32, 15, xt, wt, Lt, scales, mins, <float>-1.0, <float>0.1, 20, False)
+        else:
+            make_qkx_lanes(32, 31, xt, wt, Lt, scales, mins, <float>-0.5, <float>0.1, 15, False)
+        untranspose_codes(Lt, 32, L)
+        for j in range(8):
             if scales[j] > max_scale:
                 max_scale = scales[j]
             if mins[j] > max_min:
@@ -331,15 +369,17 @@ cdef void quantize_super_k45(const float* xb, uint8_t* hdr, uint8_t* L, int nmax
         store_f16(hdr + 2, max_min / <float>63.0)
     else:
         super_sigma2(xb, <float>2.0, &sigma2)
+        transpose_in(xb, 32, 32, xt)
         for j in range(8):
             for l in range(32):
                 weights[l] = qw[32 * j + l] * sqrtf(sigma2 + xb[32 * j + l] * xb[32 * j + l])
             s = 0
             for l in range(32):
                 s += weights[l]
+                wt[l * NL + j] = weights[l]
             sw[j] = s
-            scales[j] = make_qkx_quants(32, nmax, xb + 32 * j, weights, L + 32 * j, &mins[j],
-                                        <float>-0.9, <float>0.05, 36, False)
+        make_qkx_lanes(32, nmax, xt, wt, Lt, scales, mins, <float>-0.9, <float>0.05, 36, False)
+        untranspose_codes(Lt, 32, L)
         d = make_qp_quants(8, 63, scales, ls, sw)
         dm = make_qp_quants(8, 63, mins, lm, sw)
         if nmax == 31:  # only the Q5_K path clamps here
@@ -479,9 +519,12 @@ cdef void dequantize_row_q5_K(const uint8_t* y, float* x, int64_t n) noexcept no
 cdef void quantize_row_q6_K(const float* x, uint8_t* y, int64_t n, const float* qw) noexcept nogil:
     cdef int8_t L[256]
     cdef float scales[16]
+    cdef float xt[16 * NL]
+    cdef float wt[16 * NL]
+    cdef int8_t Lt[16 * NL]
     cdef float max_scale, max_abs_scale, a, iscale, d, dall
     cdef int64_t ib
-    cdef int j, l, ii
+    cdef int j, l, ii, h
     cdef const float* xb
     cdef uint8_t* yb
     cdef int8_t* sc
@@ -494,9 +537,13 @@ cdef void quantize_row_q6_K(const float* x, uint8_t* y, int64_t n, const float* 
         sc = <int8_t*>(yb + 192)
         max_scale = 0
         max_abs_scale = 0
+        for h in range(2):
+            transpose_in(xb + 128 * h, 16, 16, xt)
+            if qw != NULL:
+                transpose_in(qw + ib * 256 + 128 * h, 16, 16, wt)
+            make_qx_lanes(16, 32, xt, wt if qw != NULL else NULL, Lt, scales + 8 * h)
+            untranspose_codes8(Lt, 16, L + 128 * h)
         for j in range(16):
-            scales[j] = make_qx_quants(16, 32, xb + 16 * j, L + 16 * j,
-                                       qw + ib * 256 + 16 * j if qw != NULL else NULL)
             a = fabsf(scales[j])
             if a > max_abs_scale:
                 max_abs_scale = a

@@ -12,6 +12,7 @@ from cython.parallel cimport prange
 
 include "common.pxi"
 include "helpers.pxi"
+include "lanes.pxi"
 include "legacy.pxi"
 include "kquants.pxi"
 
