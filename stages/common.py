@@ -1,0 +1,43 @@
+"""What every stage script shares: params.yaml (the truth for `dvc repro`) and error reporting.
+
+Stage scripts read params.yaml with yaml.safe_load, never through @hydra.main: DVC composes conf/
+into params.yaml only in `dvc exp run`, and a Hydra entry point would ignore `-S` overrides.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from pocketquant.errors import PocketquantError
+
+PARAMS_FILE = Path("params.yaml")
+
+
+def load_params(path: Path = PARAMS_FILE) -> dict[str, Any]:
+    with open(path, encoding="utf-8") as f:
+        return yaml.safe_load(f)
+
+
+def threads(n: int | None) -> int | None:
+    """`threads: 0` in the config means all cores: the library's default (None)."""
+    return int(n) if n else None
+
+
+def variant_path(variant_dir: Path) -> Path:
+    """The quantize stage's output: the one .gguf inside it, or the dir itself (an NF4 checkpoint)."""
+    ggufs = sorted(variant_dir.glob("*.gguf"))
+    return ggufs[0] if ggufs else variant_dir
+
+
+def run(stage: str, main: Callable[[], object]) -> None:
+    """Run a stage; a PocketquantError (bad input) is one line naming the problem and exit status 2."""
+    try:
+        main()
+    except PocketquantError as exc:
+        print(f"stage {stage}: error: {exc}", file=sys.stderr)
+        sys.exit(2)

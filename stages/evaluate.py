@@ -1,0 +1,47 @@
+"""Stages evaluate and evaluate_base: size, perplexity, KL divergence against the base log-probs,
+runtime and fixed-prompt generations of one model -> its metrics JSON (params `eval`)."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from common import load_params, run, threads, variant_path
+
+from pocketquant.evaluate.corpus import load_corpus
+from pocketquant.evaluate.size import model_size
+from pocketquant.evaluate.variant import evaluate_variant
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--name", help="row name in the report (default: params quant.name)")
+    ap.add_argument("--model", required=True, help="variant: quantize's output dir, or a GGUF file")
+    ap.add_argument("--base", required=True, help="base HF checkpoint directory (for the BF16 size)")
+    ap.add_argument("--reference", required=True, help="base log-probs (the reference stage's output)")
+    ap.add_argument("--metrics", required=True, help="metrics JSON to write")
+    ap.add_argument("--generations", required=True, help="generated texts JSON to write")
+    args = ap.parse_args()
+    p = load_params()
+    e = p["eval"]
+    model = Path(args.model)
+    evaluate_variant(
+        variant_path(model) if model.is_dir() else model,
+        name=args.name or p["quant"]["name"],
+        corpus=load_corpus(e["corpus"], e["corpus_path"]),
+        reference=args.reference,
+        metrics_out=args.metrics,
+        generations_out=args.generations,
+        base_n_params=model_size(args.base)["n_params"],
+        threads=threads(e["threads"]),
+        prompts=list(e["prompts"]),
+        max_new_tokens=e["max_new_tokens"],
+        mc_path=e["mc"]["path"],
+        runtime=e["bench"]["enabled"],
+        n_prompt=e["bench"]["prompt_tokens"],
+        n_gen=e["bench"]["gen_tokens"],
+    )
+
+
+if __name__ == "__main__":
+    run("evaluate", main)
