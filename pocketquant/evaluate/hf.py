@@ -1,0 +1,100 @@
+"""transformers engine (CPU, torch): the full-precision base checkpoint and NF4 dirs.
+
+A GGUF can be opened here too (`gguf_file=`: transformers dequantizes it), which is how tests
+cross-check llama.cpp's numbers against transformers on the same weights.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import logging
+from pathlib import Path
+
+import numpy as np
+
+from pocketquant.evaluate.errors import ModelLoadError
+from pocketquant.evaluate.model import LanguageModel
+
+
+class TransformersModel(LanguageModel):
+    engine = "transformers"
+
+    def __init__(self, path: str | Path, *, threads: int = 1, gguf_file: str | None = None):
+        import torch
+        import transformers
+
+        self.path = Path(path)
+        self.threads = threads
+        torch.set_num_threads(threads)
+        where = self.path / gguf_file if gguf_file else self.path
+        kwargs: dict[str, object] = {"gguf_file": gguf_file} if gguf_file else {}
+        quantized = (self.path / "config.json").is_file() and "quantization_config" in (
+            self.path / "config.json"
+        ).read_text(encoding="utf-8")
+        # A quantized (NF4) checkpoint computes in the dtype its config names; the rest in float32.
+        dtype = "auto" if quantized else torch.float32
+        transformers.logging.set_verbosity_error()
+        logging.getLogger("transformers").setLevel(logging.ERROR)
+        try:
+            with contextlib.redirect_stderr(io.StringIO()):
+                self.tokenizer = transformers.AutoTokenizer.from_pretrained(self.path, **kwargs)
+                self.model = transformers.AutoModelForCausalLM.from_pretrained(
+                    self.path, dtype=dtype, device_map="cpu", **kwargs
+                )
+        except Exception as exc:  # transformers raises OSError, ValueError, KeyError, ... for bad dirs
+            raise ModelLoadError(f"transformers cannot load {where}: {type(exc).__name__}: {exc}") from exc
+        self.model.eval()
+        self.tokenizer.model_max_length = 1 << 30  # we chunk ourselves; silence length warnings
+        tok = self.tokenizer
+        self.n_vocab = int(self.model.get_output_embeddings().weight.shape[0])
+        self.bos_id = tok.bos_token_id
+        with_special = tok("a", add_special_tokens=True)["input_ids"]
+        plain = tok("a", add_special_tokens=False)["input_ids"]
+        self.add_bos = bool(self.bos_id is not None and with_special[:1] == [self.bos_id] != plain[:1])
+        eos = self.model.generation_config.eos_token_id if self.model.generation_config else None
+        eos_list = eos if isinstance(eos, list) else [eos]
+        self.eos_ids = frozenset(int(e) for e in [*eos_list, tok.eos_token_id] if e is not None)
+
+    def tokenize(self, text: str, *, special: bool = False) -> list[int]:
+        tok = self.tokenizer
+        if special:
+            ids = tok(text, add_special_tokens=False)["input_ids"]
+        else:
+            # Literal text, as llama.cpp's perplexity (parse_special=false): special tokens' text
+            # is split like any other text.
+            ids = tok(text, add_special_tokens=False, split_special_tokens=True)["input_ids"]
+        return [self.bos_id, *ids] if self.add_bos else list(ids)
+
+    def detokenize(self, ids: list[int]) -> str:
+        return self.tokenizer.decode(ids, skip_special_tokens=True)
+
+    def logits(self, tokens: np.ndarray, first: int) -> np.ndarray:
+        import torch
+
+        ids = torch.from_numpy(np.asarray(tokens, dtype=np.int64))[None]
+        with torch.inference_mode():
+            # logits_to_keep: the lm_head (vocab x hidden per position) runs only on the rows we use.
+            out = self.model(input_ids=ids, use_cache=False, logits_to_keep=len(tokens) - first)
+        return out.logits[0].float().numpy()
+
+    def start(self, prompt_ids: list[int]) -> int:
+        import torch
+
+        ids = torch.tensor([prompt_ids], dtype=torch.long)
+        with torch.inference_mode():
+            out = self.model(input_ids=ids, use_cache=True, logits_to_keep=1)
+        self._past = out.past_key_values
+        return int(out.logits[0, -1].argmax())
+
+    def step(self, token: int) -> int:
+        import torch
+
+        with torch.inference_mode():
+            out = self.model(
+                input_ids=torch.tensor([[token]], dtype=torch.long),
+                past_key_values=self._past,
+                use_cache=True,
+            )
+        self._past = out.past_key_values
+        return int(out.logits[0, -1].argmax())

@@ -1,0 +1,106 @@
+"""Perplexity (llama.cpp style) and KL divergence / top-1 agreement against the base reference."""
+
+from __future__ import annotations
+
+import numpy as np
+from tqdm import tqdm
+
+from pocketquant.evaluate.corpus import Corpus
+from pocketquant.evaluate.errors import ReferenceMismatchError, TokenizerMismatchError
+from pocketquant.evaluate.model import LanguageModel
+from pocketquant.evaluate.reference import BaseReference, chunk_ids, corpus_ids
+from pocketquant.evaluate.scoring import kl_from_topk, score_rows
+
+
+def _setting(model: LanguageModel, n_ctx: int, n_chunks: int, n_scored: int) -> dict:
+    # Every number carries how it was measured.
+    return {"engine": model.engine, "n_ctx": n_ctx, "chunks": n_chunks, "tokens_scored": n_scored}
+
+
+def perplexity(
+    model: LanguageModel,
+    corpus: Corpus,
+    *,
+    n_ctx: int = 512,
+    n_chunks: int | None = 20,
+    progress: bool = True,
+) -> dict:
+    """llama.cpp's `perplexity()`: BOS-led chunks of n_ctx, second half of each chunk scored."""
+    ch = chunk_ids(model, corpus, corpus_ids(model, corpus, n_ctx, n_chunks), n_ctx, n_chunks)
+    nll = np.empty((ch.n_chunks, ch.n_scored), np.float64)
+    for i in tqdm(range(ch.n_chunks), desc=f"perplexity ({model.engine})", disable=not progress):
+        rows, _ = score_rows(model.logits(ch.tokens[i], ch.first)[: ch.n_scored], ch.targets[i])
+        nll[i] = rows.nll
+    return {
+        "ppl": float(np.exp(nll.mean())),
+        "nll_mean": float(nll.mean()),
+        **_setting(model, n_ctx, ch.n_chunks, ch.n_tokens_scored),
+        "corpus": corpus.name,
+    }
+
+
+def check_tokenizer(model: LanguageModel, corpus: Corpus, ref: BaseReference) -> None:
+    """The variant must see the very tokens the base was scored on."""
+    meta = ref.meta
+    if meta["corpus_sha256"] != corpus.sha256:
+        raise ReferenceMismatchError(
+            f"base log-probs were computed on corpus {meta['corpus']!r} "
+            f"(sha256 {meta['corpus_sha256'][:12]}), "
+            f"not on {corpus.name!r} from {corpus.source} (sha256 {corpus.sha256[:12]}): recompute them"
+        )
+    where = f"variant {model.path} ({model.engine})"
+    if model.n_vocab != meta["n_vocab"]:
+        raise TokenizerMismatchError(
+            f"{where} has a vocabulary of {model.n_vocab}, the base {meta['n_vocab']}"
+        )
+    if model.add_bos != meta["add_bos"] or (model.add_bos and model.bos_id != meta["bos_id"]):
+        raise TokenizerMismatchError(
+            f"{where} adds BOS={model.add_bos} (id {model.bos_id}), "
+            f"the base BOS={meta['add_bos']} (id {meta['bos_id']})"
+        )
+    ids = corpus_ids(model, corpus, ref.n_ctx, ref.n_chunks)[: len(ref.ids)]
+    if len(ids) != len(ref.ids) or not np.array_equal(ids, ref.ids):
+        n = min(len(ids), len(ref.ids))
+        diff = np.flatnonzero(ids[:n] != ref.ids[:n])
+        at = int(diff[0]) if len(diff) else n
+        raise TokenizerMismatchError(
+            f"{where} tokenizes corpus {corpus.name!r} differently from the base: "
+            f"first difference at token {at} "
+            f"(variant {ids[at : at + 5].tolist()} vs base {ref.ids[at : at + 5].tolist()}; "
+            f"{len(ids)} vs {len(ref.ids)} tokens)"
+        )
+
+
+def evaluate_quality(
+    model: LanguageModel, corpus: Corpus, ref: BaseReference, *, progress: bool = True
+) -> dict:
+    """PPL of `model` plus KL(base || model) stats and top-1 agreement on the reference's tokens."""
+    check_tokenizer(model, corpus, ref)
+    ch = ref.chunks()
+    nll = np.empty((ch.n_chunks, ch.n_scored), np.float64)
+    kld = np.empty_like(nll)
+    same = np.empty(nll.shape, bool)
+    for i in tqdm(range(ch.n_chunks), desc=f"PPL + KLD ({model.engine})", disable=not progress):
+        logits = model.logits(ch.tokens[i], ch.first)[: ch.n_scored]
+        rows, lse = score_rows(logits, ch.targets[i])
+        base = ref.chunk_topk(i)
+        kld[i] = kl_from_topk(logits, base, lse)
+        nll[i] = rows.nll
+        same[i] = rows.top1 == base.ids[:, 0]
+    ppl = float(np.exp(nll.mean()))
+    ppl_base = ref.ppl
+    return {
+        "ppl": ppl,
+        "ppl_base": ppl_base,
+        "delta_ppl_pct": 100.0 * (ppl / ppl_base - 1.0),
+        "ln_ppl_ratio": float(nll.mean() - ref.nll.astype(np.float64).mean()),
+        "kld_mean": float(kld.mean()),
+        "kld_median": float(np.median(kld)),
+        "kld_p99": float(np.percentile(kld, 99)),
+        "kld_max": float(kld.max()),
+        "top1_agreement_pct": 100.0 * float(same.mean()),
+        **_setting(model, ch.n_ctx, ch.n_chunks, ch.n_tokens_scored),
+        "base_engine": ref.meta["engine"],
+        "kld_top_k": int(ref.meta["k"]),
+        "corpus": corpus.name,
+    }

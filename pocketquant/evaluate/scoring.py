@@ -1,0 +1,97 @@
+"""Vectorized scoring of one chunk's logits: NLL of the next tokens, the base model's compact top-k
+summary, and KL divergence / top-1 agreement of a variant against that summary.
+
+All work is whole-matrix torch ops on the [n_scored, n_vocab] logits (never a Python loop per
+token), so scoring costs a small fraction of the forward pass that produced the logits.
+
+KL divergence from a top-k summary (what we store instead of llama.cpp's 2-byte-per-vocab-entry
+`--kl-divergence-base` file): for each scored position the base keeps its k most likely tokens'
+exact log-probs and the log of the probability mass of all other tokens ("rest"). The KL divergence
+of the variant is then computed exactly on the k+1 outcomes {top-k tokens, rest}:
+
+    KL = sum_{i in topk} p_i (log p_i - log q_i) + p_rest (log p_rest - log q_rest)
+
+This is KL of the distributions coarsened to k+1 outcomes: a lower bound of the full-vocabulary KL
+that misses only p_rest * KL(p|rest || q|rest), the divergence *inside* the tail (docs/evaluation.md
+gives the size of that error measured on SmolLM2).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+
+@dataclass(frozen=True)
+class RowScores:
+    """Per scored position of one chunk."""
+
+    nll: np.ndarray  # float64 [n]: -log q(target)
+    top1: np.ndarray  # int32 [n]: the model's most likely next token
+
+
+@dataclass(frozen=True)
+class TopK:
+    """The base model's compact distribution at each scored position."""
+
+    ids: np.ndarray  # int32 [n, k], most likely first
+    logprobs: np.ndarray  # float32 [n, k]
+    rest_logprob: np.ndarray  # float32 [n]: log of the mass outside the top k (-inf if none)
+
+
+def _as_tensor(logits: np.ndarray) -> torch.Tensor:
+    t = torch.from_numpy(np.ascontiguousarray(logits))
+    return t if t.dtype == torch.float32 else t.float()
+
+
+def score_rows(logits: np.ndarray, targets: np.ndarray) -> tuple[RowScores, torch.Tensor]:
+    """NLL of `targets` under softmax(logits) and the argmax; also returns logsumexp for reuse."""
+    L = _as_tensor(logits)
+    lse = torch.logsumexp(L, dim=1)
+    tgt = torch.from_numpy(np.asarray(targets, dtype=np.int64))
+    picked = L.gather(1, tgt[:, None])[:, 0]
+    nll = (lse.double() - picked.double()).numpy()
+    top1 = L.argmax(dim=1).to(torch.int32).numpy()
+    return RowScores(nll=nll, top1=top1), lse
+
+
+def top_k_summary(logits: np.ndarray, k: int, lse: torch.Tensor | None = None) -> TopK:
+    """The k most likely tokens' log-probs and the log of the remaining mass, per row."""
+    L = _as_tensor(logits)
+    if lse is None:
+        lse = torch.logsumexp(L, dim=1)
+    k = min(k, L.shape[1])
+    vals, idx = torch.topk(L, k, dim=1, sorted=True)
+    # Mass outside the top k, summed exactly over those entries (no 1 - sum cancellation).
+    rest = torch.logsumexp(L.scatter(1, idx, float("-inf")), dim=1) - lse
+    return TopK(
+        ids=idx.to(torch.int32).numpy(),
+        logprobs=(vals - lse[:, None]).numpy(),
+        rest_logprob=rest.numpy(),
+    )
+
+
+def kl_from_topk(logits: np.ndarray, base: TopK, lse: torch.Tensor | None = None) -> np.ndarray:
+    """KL(base || variant) per row on the base's top-k + rest outcomes (float64 [n])."""
+    L = _as_tensor(logits)
+    if lse is None:
+        lse = torch.logsumexp(L, dim=1)
+    ids = torch.from_numpy(base.ids.astype(np.int64, copy=False))
+    q_top = L.gather(1, ids).double() - lse.double()[:, None]
+    q_rest = (torch.logsumexp(L.scatter(1, ids, float("-inf")), dim=1) - lse).double()
+    p_top = torch.from_numpy(base.logprobs).double()
+    p_rest = torch.from_numpy(base.rest_logprob).double()
+    kl = (p_top.exp() * (p_top - q_top)).sum(dim=1)
+    has_rest = torch.isfinite(p_rest)
+    tail = torch.where(has_rest, p_rest.exp() * (p_rest - q_rest), torch.zeros_like(p_rest))
+    # Tiny negatives are rounding (KL >= 0 on any coarsening); clamp so percentiles stay meaningful.
+    return torch.clamp(kl + tail, min=0.0).numpy()
+
+
+def kl_full(base_logits: np.ndarray, logits: np.ndarray) -> np.ndarray:
+    """Exact full-vocabulary KL(base || variant) per row (float64); for tests and error analysis."""
+    P = torch.log_softmax(_as_tensor(base_logits).double(), dim=1)
+    Q = torch.log_softmax(_as_tensor(logits).double(), dim=1)
+    return (P.exp() * (P - Q)).sum(dim=1).numpy()

@@ -1,0 +1,94 @@
+"""The two calls the pipeline's evaluate stage makes.
+
+build_reference: the base model over the corpus once -> base log-probs file (DVC-cached).
+evaluate_variant: size, PPL + KLD against the reference, runtime, fixed-prompt generations and
+(optionally) multiple-choice accuracy -> one metrics JSON (+ generations JSON). Everything is
+computed before anything is written, and each file is written atomically: a failure at any step
+leaves no metrics file.
+"""
+
+from __future__ import annotations
+
+import os
+
+from pocketquant.evaluate.choice import load_tasks, mc_accuracy
+from pocketquant.evaluate.corpus import Corpus
+from pocketquant.evaluate.generate import generate_texts
+from pocketquant.evaluate.metrics import build_metrics, write_json
+from pocketquant.evaluate.model import default_threads, open_model
+from pocketquant.evaluate.quality import evaluate_quality
+from pocketquant.evaluate.reference import (
+    DEFAULT_TOP_K,
+    BaseReference,
+    compute_reference,
+    load_reference,
+    save_reference,
+)
+from pocketquant.evaluate.runtime import measure_runtime
+from pocketquant.evaluate.size import model_size
+
+PathLike = str | os.PathLike[str]
+
+
+def build_reference(
+    base: PathLike,
+    corpus: Corpus,
+    out: PathLike,
+    *,
+    n_ctx: int = 512,
+    n_chunks: int | None = 20,
+    top_k: int = DEFAULT_TOP_K,
+    threads: int | None = None,
+    progress: bool = True,
+) -> BaseReference:
+    """Base model (HF dir or GGUF) -> compact log-probs file at `out`."""
+    with open_model(base, threads=threads or default_threads(), n_ctx=n_ctx) as model:
+        ref = compute_reference(model, corpus, n_ctx=n_ctx, n_chunks=n_chunks, top_k=top_k, progress=progress)
+    save_reference(ref, out)
+    return ref
+
+
+def evaluate_variant(
+    variant: PathLike,
+    *,
+    name: str,
+    corpus: Corpus,
+    reference: BaseReference | PathLike,
+    metrics_out: PathLike,
+    generations_out: PathLike | None = None,
+    base_n_params: int | None = None,
+    threads: int | None = None,
+    prompts: list[str] | None = None,
+    max_new_tokens: int = 64,
+    mc_path: PathLike | None = None,
+    runtime: bool = True,
+    n_prompt: int = 512,
+    n_gen: int = 128,
+    progress: bool = True,
+) -> dict:
+    """Measure one variant (GGUF file -> llama.cpp, HF/NF4 dir -> transformers) and write its metrics."""
+    threads = threads or default_threads()
+    ref = reference if isinstance(reference, BaseReference) else load_reference(reference)
+    size = model_size(variant, base_n_params)
+    with open_model(variant, threads=threads, n_ctx=ref.n_ctx) as model:
+        quality = evaluate_quality(model, corpus, ref, progress=progress)
+        generations = generate_texts(model, prompts or [], max_new_tokens=max_new_tokens)
+        mc = mc_accuracy(model, load_tasks(mc_path)) if mc_path else None
+    speed = (
+        measure_runtime(variant, corpus.text, threads=threads, n_prompt=n_prompt, n_gen=n_gen)
+        if runtime
+        else None
+    )
+    metrics = build_metrics(name, size=size, quality=quality, speed=speed, mc=mc)
+    if generations_out is not None:
+        write_json(
+            generations_out,
+            {
+                "variant": name,
+                "engine": quality["engine"],
+                "max_new_tokens": max_new_tokens,
+                "generations": generations,
+            },
+        )
+    write_json(metrics_out, metrics)
+    return metrics
