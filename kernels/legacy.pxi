@@ -17,6 +17,44 @@ cdef inline void legacy_weights(const float* xb, const float* qw, float sigma2, 
         weight[j] = qw[j] * sqrtf(sigma2 + xb[j] * xb[j])
 
 
+cdef void lanes_fit_qx(const float* x, const float* qw, float sigma2, int nmax, int8_t* L,
+                       float* d) noexcept nogil:
+    # make_qx_quants on NL consecutive 32-blocks at once; L gets the NL blocks' codes in order.
+    cdef float xt[32 * NL]
+    cdef float wt[32 * NL]
+    cdef int8_t Lt[32 * NL]
+    cdef float weight[32]
+    cdef int i, k
+    for k in range(NL):
+        legacy_weights(x + 32 * k, qw + 32 * k, sigma2, weight)
+        for i in range(32):
+            xt[i * NL + k] = x[32 * k + i]
+            wt[i * NL + k] = weight[i]
+    make_qx_lanes(32, nmax, xt, wt, Lt, d)
+    for k in range(NL):
+        for i in range(32):
+            L[32 * k + i] = Lt[i * NL + k]
+
+
+cdef void lanes_fit_qkx(const float* x, const float* qw, float sigma2, int nmax, uint8_t* L,
+                        float* d, float* the_min) noexcept nogil:
+    # make_qkx3_quants(-0.9, 0.05, 36) on NL consecutive 32-blocks at once.
+    cdef float xt[32 * NL]
+    cdef float wt[32 * NL]
+    cdef uint8_t Lt[32 * NL]
+    cdef float weight[32]
+    cdef int i, k
+    for k in range(NL):
+        legacy_weights(x + 32 * k, qw + 32 * k, sigma2, weight)
+        for i in range(32):
+            xt[i * NL + k] = x[32 * k + i]
+            wt[i * NL + k] = weight[i]
+    make_qkx_lanes(32, nmax, xt, wt, Lt, d, the_min, <float>-0.9, <float>0.05, 36, False)
+    for k in range(NL):
+        for i in range(32):
+            L[32 * k + i] = Lt[i * NL + k]
+
+
 cdef void quantize_row_q8_0(const float* x, uint8_t* y, int64_t n, const float* qw) noexcept nogil:
     # The importance matrix is ignored for Q8_0, as in llama.cpp.
     cdef int64_t ib
@@ -83,6 +121,9 @@ cdef void quantize_row_q4_0(const float* x, uint8_t* y, int64_t n, const float* 
     cdef float amax, vmax, d, id, sigma2 = 0
     cdef float weight[32]
     cdef int8_t L[32]
+    cdef int8_t Lg[32 * NL]
+    cdef float dg[NL]
+    cdef int64_t nb = n // 32
     cdef uint8_t xi0, xi1
     cdef const float* xb
     cdef uint8_t* yb
@@ -101,8 +142,14 @@ cdef void quantize_row_q4_0(const float* x, uint8_t* y, int64_t n, const float* 
                 xi1 = <uint8_t>imin(15, <int8_t>(xb[j + 16] * id + <float>8.5))
                 yb[2 + j] = xi0 | (xi1 << 4)
         else:
-            legacy_weights(xb, qw + ib * 32, sigma2, weight)
-            d = make_qx_quants(32, 8, xb, L, weight)
+            if ib % NL == 0 and ib + NL <= nb:
+                lanes_fit_qx(x + ib * 32, qw + ib * 32, sigma2, 8, Lg, dg)
+            if ib < nb - nb % NL:
+                d = dg[ib % NL]
+                memcpy(L, Lg + 32 * (ib % NL), 32)
+            else:
+                legacy_weights(xb, qw + ib * 32, sigma2, weight)
+                d = make_qx_quants(32, 8, xb, L, weight)
             store_f16(yb, d)
             for j in range(16):
                 yb[2 + j] = <uint8_t>(L[j] | (L[j + 16] << 4))
@@ -115,6 +162,9 @@ cdef void quantize_row_q5_0(const float* x, uint8_t* y, int64_t n, const float* 
     cdef float weight[32]
     cdef int8_t L[32]
     cdef uint8_t U[32]
+    cdef int8_t Lg[32 * NL]
+    cdef float dg[NL]
+    cdef int64_t nb = n // 32
     cdef const float* xb
     cdef uint8_t* yb
     if qw != NULL:
@@ -129,8 +179,14 @@ cdef void quantize_row_q5_0(const float* x, uint8_t* y, int64_t n, const float* 
             for j in range(32):
                 U[j] = <uint8_t>imin(31, <int8_t>(xb[j] * id + <float>16.5))
         else:
-            legacy_weights(xb, qw + ib * 32, sigma2, weight)
-            d = make_qx_quants(32, 16, xb, L, weight)
+            if ib % NL == 0 and ib + NL <= nb:
+                lanes_fit_qx(x + ib * 32, qw + ib * 32, sigma2, 16, Lg, dg)
+            if ib < nb - nb % NL:
+                d = dg[ib % NL]
+                memcpy(L, Lg + 32 * (ib % NL), 32)
+            else:
+                legacy_weights(xb, qw + ib * 32, sigma2, weight)
+                d = make_qx_quants(32, 16, xb, L, weight)
             for j in range(32):
                 U[j] = <uint8_t>L[j]
         store_f16(yb, d)
@@ -143,6 +199,10 @@ cdef void quantize_row_q4_1(const float* x, uint8_t* y, int64_t n, const float* 
     cdef float vmin, vmax, d, id, sigma2 = 0, the_min
     cdef float weight[32]
     cdef uint8_t L[32]
+    cdef uint8_t Ug[32 * NL]
+    cdef float dg[NL]
+    cdef float mg[NL]
+    cdef int64_t nb = n // 32
     cdef uint8_t xi0, xi1
     cdef const float* xb
     cdef uint8_t* yb
@@ -162,8 +222,15 @@ cdef void quantize_row_q4_1(const float* x, uint8_t* y, int64_t n, const float* 
                 xi1 = <uint8_t>imin(15, <int8_t>((xb[j + 16] - vmin) * id + <float>0.5))
                 yb[4 + j] = xi0 | (xi1 << 4)
         else:
-            legacy_weights(xb, qw + ib * 32, sigma2, weight)
-            d = make_qkx_quants(32, 15, xb, weight, L, &the_min, <float>-0.9, <float>0.05, 36, False)
+            if ib % NL == 0 and ib + NL <= nb:
+                lanes_fit_qkx(x + ib * 32, qw + ib * 32, sigma2, 15, Ug, dg, mg)
+            if ib < nb - nb % NL:
+                d = dg[ib % NL]
+                the_min = mg[ib % NL]
+                memcpy(L, Ug + 32 * (ib % NL), 32)
+            else:
+                legacy_weights(xb, qw + ib * 32, sigma2, weight)
+                d = make_qkx_quants(32, 15, xb, weight, L, &the_min, <float>-0.9, <float>0.05, 36, False)
             store_f16(yb, d)
             store_f16(yb + 2, -the_min)
             for j in range(16):
@@ -176,6 +243,10 @@ cdef void quantize_row_q5_1(const float* x, uint8_t* y, int64_t n, const float* 
     cdef float vmin, vmax, d, id, sigma2 = 0, the_min
     cdef float weight[32]
     cdef uint8_t L[32]
+    cdef uint8_t Ug[32 * NL]
+    cdef float dg[NL]
+    cdef float mg[NL]
+    cdef int64_t nb = n // 32
     cdef const float* xb
     cdef uint8_t* yb
     if qw != NULL:
@@ -192,8 +263,15 @@ cdef void quantize_row_q5_1(const float* x, uint8_t* y, int64_t n, const float* 
             for j in range(32):
                 L[j] = <uint8_t>((xb[j] - vmin) * id + <float>0.5)  # no clamp, as in llama.cpp
         else:
-            legacy_weights(xb, qw + ib * 32, sigma2, weight)
-            d = make_qkx_quants(32, 31, xb, weight, L, &the_min, <float>-0.9, <float>0.05, 36, False)
+            if ib % NL == 0 and ib + NL <= nb:
+                lanes_fit_qkx(x + ib * 32, qw + ib * 32, sigma2, 31, Ug, dg, mg)
+            if ib < nb - nb % NL:
+                d = dg[ib % NL]
+                the_min = mg[ib % NL]
+                memcpy(L, Ug + 32 * (ib % NL), 32)
+            else:
+                legacy_weights(xb, qw + ib * 32, sigma2, weight)
+                d = make_qkx_quants(32, 31, xb, weight, L, &the_min, <float>-0.9, <float>0.05, 36, False)
             store_f16(yb, d)
             store_f16(yb + 2, -the_min)
         pack_q5_codes(L, yb + 4, yb + 8)

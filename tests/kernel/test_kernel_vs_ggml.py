@@ -63,3 +63,14 @@ def test_conversions_match_ggml(ref, qtype):
     want = ref.quantize_chunk(int(t), x)
     got = quants.quantize(x, t)
     _assert_same(got, want, qtype, want.shape[1])
+
+
+@pytest.mark.parametrize("with_imatrix", [False, True], ids=["ref", "imatrix"])
+@pytest.mark.parametrize("qtype", ["Q8_0", "Q4_0", "Q4_1", "Q5_0", "Q5_1"])
+def test_legacy_rows_with_odd_block_counts(ref, qtype, with_imatrix):
+    # 13 blocks per row: not a multiple of the 8 blocks the kernel fits together
+    t = quants.parse_qtype(qtype)
+    x = random_sets(n_rows=16, width=32 * 13, seed=77)["laplace"]
+    qw = _imatrix(x.shape[1], 3) if with_imatrix else None
+    want = ref.quantize_chunk(int(t), x, qw)
+    _assert_same(quants.quantize(x, t, imatrix=qw), want, f"{qtype} width 416", want.shape[1])
