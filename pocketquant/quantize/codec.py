@@ -70,7 +70,5 @@ def from_float32(x: np.ndarray, dst: GGMLType, imatrix: np.ndarray | None, threa
 
 
 def count_nonfinite(x: np.ndarray) -> int:
-    try:
-        return int(_kernel().count_nonfinite(x))
-    except (ImportError, AttributeError):
-        return int(x.size - np.count_nonzero(np.isfinite(x)))
+    # one thread: the scan is memory-bound, and a thread team per slab costs more than it saves
+    return int(_kernel().count_nonfinite(x, threads=1))
