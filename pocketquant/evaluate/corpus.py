@@ -63,6 +63,11 @@ def default_corpus() -> Corpus:
     )
 
 
+def _wikitext2_local_candidates() -> list[Path]:
+    """Without a path: ../shared/... beside the working directory, then beside this checkout."""
+    return [Path.cwd() / WIKITEXT2_SHARED, Path(__file__).resolve().parents[2] / WIKITEXT2_SHARED]
+
+
 def _wikitext2_from_hub() -> Corpus:
     try:
         import datasets  # optional: only when online and installed
@@ -87,7 +92,8 @@ def _wikitext2_from_hub() -> Corpus:
 
 
 def load_corpus(name: str = DEFAULT_CORPUS, path: str | Path | None = None) -> Corpus:
-    """The corpus selected by config: `default`, `wikitext2` (from `path`, else via HF `datasets`),
+    """The corpus selected by config: `default`, `wikitext2` (from `path`; without one from
+    ../shared/data/wikitext-2-raw/wiki.test.raw when present, else via HF `datasets` when online),
     or any other name with `path` to a text file (a bare path as `name` works too)."""
     if name == DEFAULT_CORPUS and path is None:
         return default_corpus()
@@ -98,6 +104,9 @@ def load_corpus(name: str = DEFAULT_CORPUS, path: str | Path | None = None) -> C
                     f"eval corpus wikitext2: file not found: {path} (the raw test split, wiki.test.raw)"
                 )
             return read_text_file(path, name=WIKITEXT2)
+        for candidate in _wikitext2_local_candidates():
+            if candidate.is_file():
+                return read_text_file(candidate, name=WIKITEXT2)
         return _wikitext2_from_hub()
     if path is not None:
         return read_text_file(path, name=name)

@@ -51,8 +51,23 @@ def smollm2_llama_f32(smollm2_f32_gguf):
 
 
 @pytest.fixture(scope="session")
-def smollm2_hf(smollm2_gguf):
-    """The same weights (Q4_1 dequantized to float32 by transformers) in transformers."""
+def smollm2_hf(smollm2_hf_dir):
+    """The same weights (Q4_1 dequantized to float32 by acquire) in transformers."""
     from pocketquant.evaluate.hf import TransformersModel
 
-    return TransformersModel(smollm2_gguf.parent, gguf_file=smollm2_gguf.name, threads=2)
+    return TransformersModel(smollm2_hf_dir, threads=2)
+
+
+@pytest.fixture(scope="session")
+def default_corpus():
+    from pocketquant.evaluate.corpus import load_corpus
+
+    return load_corpus()
+
+
+@pytest.fixture(scope="session")
+def hf_reference(smollm2_hf, default_corpus):
+    """Base log-probs of SmolLM2 in transformers: default corpus, n_ctx 128, 2 chunks, top-32."""
+    from pocketquant.evaluate.reference import compute_reference
+
+    return compute_reference(smollm2_hf, default_corpus, n_ctx=128, n_chunks=2, top_k=32, progress=False)

@@ -54,6 +54,11 @@ def test_wikitext2_from_path(wikitext2_path):
     assert c.text.encode("utf-8") == wikitext2_path.read_bytes()[:-1]
 
 
+def test_wikitext2_without_path_uses_the_shared_copy(wikitext2_path, monkeypatch, tmp_path):
+    monkeypatch.chdir(tmp_path)  # the copy beside this checkout is still found
+    assert load_corpus("wikitext2").sha256 == load_corpus("wikitext2", wikitext2_path).sha256
+
+
 def test_wikitext2_without_path_offline_or_without_datasets_is_a_clear_error(monkeypatch):
     import builtins
 
@@ -65,5 +70,6 @@ def test_wikitext2_without_path_offline_or_without_datasets_is_a_clear_error(mon
         return real_import(name, *args, **kwargs)
 
     monkeypatch.setattr(builtins, "__import__", no_datasets)
+    monkeypatch.setattr("pocketquant.evaluate.corpus._wikitext2_local_candidates", lambda: [])
     with pytest.raises(CorpusError, match="wikitext2: .*wiki.test.raw"):
         load_corpus("wikitext2")
