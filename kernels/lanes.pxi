@@ -1,223 +1,305 @@
-# Lane-parallel versions of make_qkx_quants and make_qx_quants: NL independent groups (sub-blocks
-# of a super-block, or consecutive 32-blocks of a row) are fitted together, with the data
-# transposed to [element][lane]. Every innermost loop runs over the NL lanes, so the compiler
-# vectorizes ACROSS groups while each lane still performs exactly the reference's sequence of
-# float32 operations (sums stay sequential over elements within a lane). Branches of the scalar
-# code become per-lane selects. Results are byte-identical to the scalar helpers.
+# Lane-parallel versions of make_qkx_quants and make_qx_quants: NL = 8 independent groups
+# (sub-blocks of a super-block, or consecutive 32-blocks of a row) are fitted together, with the
+# data transposed to [element][lane]. Each lane is one float of an SSE2 register (two registers
+# per 8 lanes), so every lane performs exactly the reference's sequence of IEEE float32 operations
+# (sums stay sequential over the elements of its group; SSE2 has no FMA). Branches of the scalar
+# code become per-lane masks. SSE2 is part of the x86-64 baseline: no -march flag is needed.
+# Results are byte-identical to the scalar helpers in helpers.pxi.
+
+cdef extern from "emmintrin.h" nogil:
+    ctypedef struct __m128:
+        pass
+    ctypedef struct __m128i:
+        pass
+    __m128 _mm_setzero_ps()
+    __m128 _mm_set1_ps(float)
+    __m128 _mm_loadu_ps(const float*)
+    void _mm_storeu_ps(float*, __m128)
+    __m128 _mm_add_ps(__m128, __m128)
+    __m128 _mm_sub_ps(__m128, __m128)
+    __m128 _mm_mul_ps(__m128, __m128)
+    __m128 _mm_div_ps(__m128, __m128)
+    __m128 _mm_and_ps(__m128, __m128)
+    __m128 _mm_andnot_ps(__m128, __m128)
+    __m128 _mm_or_ps(__m128, __m128)
+    __m128 _mm_xor_ps(__m128, __m128)
+    __m128 _mm_cmplt_ps(__m128, __m128)
+    __m128 _mm_cmpgt_ps(__m128, __m128)
+    __m128 _mm_cmpneq_ps(__m128, __m128)
+    __m128 _mm_cmpnlt_ps(__m128, __m128)
+    int _mm_movemask_ps(__m128)
+    __m128i _mm_castps_si128(__m128)
+    __m128 _mm_castsi128_ps(__m128i)
+    __m128i _mm_set1_epi32(int)
+    __m128i _mm_and_si128(__m128i, __m128i)
+    __m128i _mm_andnot_si128(__m128i, __m128i)
+    __m128i _mm_or_si128(__m128i, __m128i)
+    __m128i _mm_sub_epi32(__m128i, __m128i)
+    __m128i _mm_cmpgt_epi32(__m128i, __m128i)
+    __m128 _mm_cvtepi32_ps(__m128i)
+    __m128i _mm_cvttps_epi32(__m128)
+    void _mm_storeu_si128(__m128i*, __m128i)
 
 cdef enum:
     NL = 8
 
 
-cdef inline int lane_nearest(float fval) noexcept nogil:
-    return nearest_int(fval)
+cdef inline __m128 vsel(__m128 m, __m128 a, __m128 b) noexcept nogil:
+    # per lane: m ? a : b
+    return _mm_or_ps(_mm_and_ps(m, a), _mm_andnot_ps(m, b))
+
+
+cdef inline __m128 vnearest(__m128 v, __m128i lo, __m128i hi) noexcept nogil:
+    # clamp(nearest_int(v), lo, hi) as float: the 1.5 * 2**23 mantissa trick, lane-wise
+    cdef __m128 t = _mm_add_ps(v, _mm_set1_ps(<float>12582912.0))
+    cdef __m128i i = _mm_sub_epi32(_mm_and_si128(_mm_castps_si128(t), _mm_set1_epi32(0x007fffff)),
+                                   _mm_set1_epi32(0x00400000))
+    cdef __m128i m = _mm_cmpgt_epi32(lo, i)
+    i = _mm_or_si128(_mm_and_si128(m, lo), _mm_andnot_si128(m, i))
+    m = _mm_cmpgt_epi32(i, hi)
+    i = _mm_or_si128(_mm_and_si128(m, hi), _mm_andnot_si128(m, i))
+    return _mm_cvtepi32_ps(i)
+
+
+cdef inline __m128 verr(__m128 diff, bint use_mad) noexcept nogil:
+    if use_mad:
+        return _mm_andnot_ps(_mm_set1_ps(<float>-0.0), diff)
+    return _mm_mul_ps(diff, diff)
 
 
 cdef void make_qkx_lanes(int n, int nmax, const float* xt, const float* wt, uint8_t* Lt,
                          float* scale_out, float* the_min_out, float rmin, float rdelta, int nstep,
                          bint use_mad) noexcept nogil:
-    # xt, wt, Lt: n * NL values laid out [i][lane]; n <= 32, nstep >= 1.
-    cdef float vmin[NL]
-    cdef float vmax[NL]
-    cdef float sum_w[NL]
-    cdef float sum_x[NL]
-    cdef float iscale[NL]
-    cdef float scale[NL]
-    cdef float best[NL]
-    cdef float sl[NL]
-    cdef float sl2[NL]
-    cdef float sxl[NL]
-    cdef float ts[NL]
-    cdef float tm[NL]
-    cdef float cur[NL]
-    cdef int active[NL]
-    cdef int win[NL]
+    # xt, wt, Lt: n * NL values laid out [i][lane]; n <= 32, nstep >= 1. Lane halves a (0-3), b (4-7).
     cdef float La[32 * NL]
     cdef float Lf[32 * NL]
-    cdef int i, k, l, iss, o
-    cdef float x, w, diff, wl, D, fl, step
-    cdef float fnmax = <float>nmax
-    for k in range(NL):
-        vmin[k] = xt[k]
-        vmax[k] = xt[k]
-        sum_w[k] = wt[k]
-        sum_x[k] = wt[k] * xt[k]
+    cdef int codes[32 * NL]
+    cdef int i, iss, o
+    cdef float step
+    cdef __m128i lo = _mm_set1_epi32(0)
+    cdef __m128i hi = _mm_set1_epi32(nmax)
+    cdef __m128 zero = _mm_setzero_ps()
+    cdef __m128 xa, xb, wa, wb, fa, fb, da, db, wla, wlb, m
+    cdef __m128 mna = _mm_loadu_ps(xt), mnb = _mm_loadu_ps(xt + 4)
+    cdef __m128 mxa = mna, mxb = mnb
+    cdef __m128 swa = _mm_loadu_ps(wt), swb = _mm_loadu_ps(wt + 4)
+    cdef __m128 sxa = _mm_mul_ps(swa, mna), sxb = _mm_mul_ps(swb, mnb)
     for i in range(1, n):
         o = i * NL
-        for k in range(NL):
-            x = xt[o + k]
-            vmin[k] = x if x < vmin[k] else vmin[k]
-            vmax[k] = x if x > vmax[k] else vmax[k]
-            w = wt[o + k]
-            sum_w[k] = sum_w[k] + w
-            sum_x[k] = sum_x[k] + w * x
-    for k in range(NL):
-        vmin[k] = <float>0.0 if vmin[k] > 0 else vmin[k]
-        active[k] = vmax[k] != vmin[k]
-        iscale[k] = fnmax / (vmax[k] - vmin[k])
-        scale[k] = <float>1.0 / iscale[k]
-        best[k] = 0
+        xa = _mm_loadu_ps(xt + o)
+        xb = _mm_loadu_ps(xt + o + 4)
+        wa = _mm_loadu_ps(wt + o)
+        wb = _mm_loadu_ps(wt + o + 4)
+        mna = vsel(_mm_cmplt_ps(xa, mna), xa, mna)
+        mnb = vsel(_mm_cmplt_ps(xb, mnb), xb, mnb)
+        mxa = vsel(_mm_cmpgt_ps(xa, mxa), xa, mxa)
+        mxb = vsel(_mm_cmpgt_ps(xb, mxb), xb, mxb)
+        swa = _mm_add_ps(swa, wa)
+        swb = _mm_add_ps(swb, wb)
+        sxa = _mm_add_ps(sxa, _mm_mul_ps(wa, xa))
+        sxb = _mm_add_ps(sxb, _mm_mul_ps(wb, xb))
+    # if min > 0: min = 0 ; degenerate (max == min) lanes are masked out of every update
+    mna = _mm_andnot_ps(_mm_cmpgt_ps(mna, zero), mna)
+    mnb = _mm_andnot_ps(_mm_cmpgt_ps(mnb, zero), mnb)
+    cdef __m128 acta = _mm_cmpneq_ps(mxa, mna), actb = _mm_cmpneq_ps(mxb, mnb)
+    cdef __m128 fnmax = _mm_set1_ps(<float>nmax)
+    cdef __m128 isca = _mm_div_ps(fnmax, _mm_sub_ps(mxa, mna))
+    cdef __m128 iscb = _mm_div_ps(fnmax, _mm_sub_ps(mxb, mnb))
+    cdef __m128 one = _mm_set1_ps(<float>1.0)
+    cdef __m128 sca = _mm_div_ps(one, isca), scb = _mm_div_ps(one, iscb)
+    cdef __m128 besta = zero, bestb = zero
     for i in range(n):
         o = i * NL
-        for k in range(NL):
-            x = xt[o + k]
-            l = lane_nearest(iscale[k] * (x - vmin[k]))
-            l = 0 if l < 0 else l
-            l = nmax if l > nmax else l
-            fl = <float>l
-            Lf[o + k] = fl
-            diff = scale[k] * fl + vmin[k] - x
-            if use_mad:
-                diff = fabsf(diff)
-            else:
-                diff = diff * diff
-            best[k] = best[k] + wt[o + k] * diff
+        xa = _mm_loadu_ps(xt + o)
+        xb = _mm_loadu_ps(xt + o + 4)
+        fa = vnearest(_mm_mul_ps(isca, _mm_sub_ps(xa, mna)), lo, hi)
+        fb = vnearest(_mm_mul_ps(iscb, _mm_sub_ps(xb, mnb)), lo, hi)
+        _mm_storeu_ps(Lf + o, fa)
+        _mm_storeu_ps(Lf + o + 4, fb)
+        da = verr(_mm_sub_ps(_mm_add_ps(_mm_mul_ps(sca, fa), mna), xa), use_mad)
+        db = verr(_mm_sub_ps(_mm_add_ps(_mm_mul_ps(scb, fb), mnb), xb), use_mad)
+        besta = _mm_add_ps(besta, _mm_mul_ps(_mm_loadu_ps(wt + o), da))
+        bestb = _mm_add_ps(bestb, _mm_mul_ps(_mm_loadu_ps(wt + o + 4), db))
+    cdef __m128 sla, slb, sl2a, sl2b, sxla, sxlb, Da, Db, tsa, tsb, tma, tmb, cura, curb, wina, winb
     for iss in range(nstep + 1):
-        step = rmin + rdelta * iss + fnmax
-        for k in range(NL):
-            iscale[k] = step / (vmax[k] - vmin[k])
-            sl[k] = 0
-            sl2[k] = 0
-            sxl[k] = 0
+        step = rmin + rdelta * iss + <float>nmax
+        isca = _mm_div_ps(_mm_set1_ps(step), _mm_sub_ps(mxa, mna))
+        iscb = _mm_div_ps(_mm_set1_ps(step), _mm_sub_ps(mxb, mnb))
+        sla = zero
+        slb = zero
+        sl2a = zero
+        sl2b = zero
+        sxla = zero
+        sxlb = zero
         for i in range(n):
             o = i * NL
-            for k in range(NL):
-                x = xt[o + k]
-                l = lane_nearest(iscale[k] * (x - vmin[k]))
-                l = 0 if l < 0 else l
-                l = nmax if l > nmax else l
-                fl = <float>l
-                La[o + k] = fl
-                wl = wt[o + k] * fl
-                sl[k] = sl[k] + wl
-                sl2[k] = sl2[k] + wl * fl
-                sxl[k] = sxl[k] + wl * x
-        for k in range(NL):
-            D = sum_w[k] * sl2[k] - sl[k] * sl[k]
-            win[k] = D > 0
-            ts[k] = (sum_w[k] * sxl[k] - sum_x[k] * sl[k]) / D
-            tm[k] = (sl2[k] * sum_x[k] - sl[k] * sxl[k]) / D
-            if tm[k] > 0:
-                tm[k] = 0
-                ts[k] = sxl[k] / sl2[k]
-            cur[k] = 0
-        if use_mad:
-            for i in range(n):
-                o = i * NL
-                for k in range(NL):
-                    diff = ts[k] * La[o + k] + tm[k] - xt[o + k]
-                    cur[k] = cur[k] + wt[o + k] * fabsf(diff)
-        else:
-            for i in range(n):
-                o = i * NL
-                for k in range(NL):
-                    diff = ts[k] * La[o + k] + tm[k] - xt[o + k]
-                    cur[k] = cur[k] + wt[o + k] * (diff * diff)
-        for k in range(NL):
-            win[k] = win[k] and active[k] and cur[k] < best[k]
-            if win[k]:
-                best[k] = cur[k]
-                scale[k] = ts[k]
-                vmin[k] = tm[k]
+            xa = _mm_loadu_ps(xt + o)
+            xb = _mm_loadu_ps(xt + o + 4)
+            fa = vnearest(_mm_mul_ps(isca, _mm_sub_ps(xa, mna)), lo, hi)
+            fb = vnearest(_mm_mul_ps(iscb, _mm_sub_ps(xb, mnb)), lo, hi)
+            _mm_storeu_ps(La + o, fa)
+            _mm_storeu_ps(La + o + 4, fb)
+            wla = _mm_mul_ps(_mm_loadu_ps(wt + o), fa)
+            wlb = _mm_mul_ps(_mm_loadu_ps(wt + o + 4), fb)
+            sla = _mm_add_ps(sla, wla)
+            slb = _mm_add_ps(slb, wlb)
+            sl2a = _mm_add_ps(sl2a, _mm_mul_ps(wla, fa))
+            sl2b = _mm_add_ps(sl2b, _mm_mul_ps(wlb, fb))
+            sxla = _mm_add_ps(sxla, _mm_mul_ps(wla, xa))
+            sxlb = _mm_add_ps(sxlb, _mm_mul_ps(wlb, xb))
+        Da = _mm_sub_ps(_mm_mul_ps(swa, sl2a), _mm_mul_ps(sla, sla))
+        Db = _mm_sub_ps(_mm_mul_ps(swb, sl2b), _mm_mul_ps(slb, slb))
+        tsa = _mm_div_ps(_mm_sub_ps(_mm_mul_ps(swa, sxla), _mm_mul_ps(sxa, sla)), Da)
+        tsb = _mm_div_ps(_mm_sub_ps(_mm_mul_ps(swb, sxlb), _mm_mul_ps(sxb, slb)), Db)
+        tma = _mm_div_ps(_mm_sub_ps(_mm_mul_ps(sl2a, sxa), _mm_mul_ps(sla, sxla)), Da)
+        tmb = _mm_div_ps(_mm_sub_ps(_mm_mul_ps(sl2b, sxb), _mm_mul_ps(slb, sxlb)), Db)
+        m = _mm_cmpgt_ps(tma, zero)
+        tma = _mm_andnot_ps(m, tma)
+        tsa = vsel(m, _mm_div_ps(sxla, sl2a), tsa)
+        m = _mm_cmpgt_ps(tmb, zero)
+        tmb = _mm_andnot_ps(m, tmb)
+        tsb = vsel(m, _mm_div_ps(sxlb, sl2b), tsb)
+        cura = zero
+        curb = zero
         for i in range(n):
             o = i * NL
-            for k in range(NL):
-                Lf[o + k] = La[o + k] if win[k] else Lf[o + k]
-    for k in range(NL):
-        if active[k]:
-            scale_out[k] = scale[k]
-        else:
-            scale_out[k] = 0
-        the_min_out[k] = -vmin[k]
+            da = verr(_mm_sub_ps(_mm_add_ps(_mm_mul_ps(tsa, _mm_loadu_ps(La + o)), tma), _mm_loadu_ps(xt + o)),
+                      use_mad)
+            db = verr(_mm_sub_ps(_mm_add_ps(_mm_mul_ps(tsb, _mm_loadu_ps(La + o + 4)), tmb),
+                                 _mm_loadu_ps(xt + o + 4)), use_mad)
+            cura = _mm_add_ps(cura, _mm_mul_ps(_mm_loadu_ps(wt + o), da))
+            curb = _mm_add_ps(curb, _mm_mul_ps(_mm_loadu_ps(wt + o + 4), db))
+        wina = _mm_and_ps(_mm_and_ps(_mm_cmpgt_ps(Da, zero), acta), _mm_cmplt_ps(cura, besta))
+        winb = _mm_and_ps(_mm_and_ps(_mm_cmpgt_ps(Db, zero), actb), _mm_cmplt_ps(curb, bestb))
+        if (_mm_movemask_ps(wina) | _mm_movemask_ps(winb)) == 0:
+            continue
+        besta = vsel(wina, cura, besta)
+        bestb = vsel(winb, curb, bestb)
+        sca = vsel(wina, tsa, sca)
+        scb = vsel(winb, tsb, scb)
+        mna = vsel(wina, tma, mna)
+        mnb = vsel(winb, tmb, mnb)
+        for i in range(n):
+            o = i * NL
+            _mm_storeu_ps(Lf + o, vsel(wina, _mm_loadu_ps(La + o), _mm_loadu_ps(Lf + o)))
+            _mm_storeu_ps(Lf + o + 4, vsel(winb, _mm_loadu_ps(La + o + 4), _mm_loadu_ps(Lf + o + 4)))
+    _mm_storeu_ps(scale_out, _mm_and_ps(acta, sca))
+    _mm_storeu_ps(scale_out + 4, _mm_and_ps(actb, scb))
+    cdef __m128 sign = _mm_set1_ps(<float>-0.0)
+    _mm_storeu_ps(the_min_out, _mm_xor_ps(mna, sign))
+    _mm_storeu_ps(the_min_out + 4, _mm_xor_ps(mnb, sign))
     for i in range(n):
         o = i * NL
-        for k in range(NL):
-            Lt[o + k] = <uint8_t>Lf[o + k] if active[k] else 0
+        _mm_storeu_si128(<__m128i*>(codes + o), _mm_cvttps_epi32(_mm_and_ps(acta, _mm_loadu_ps(Lf + o))))
+        _mm_storeu_si128(<__m128i*>(codes + o + 4), _mm_cvttps_epi32(_mm_and_ps(actb, _mm_loadu_ps(Lf + o + 4))))
+    for i in range(n * NL):
+        Lt[i] = <uint8_t>codes[i]
 
 
 cdef void make_qx_lanes(int n, int nmax, const float* xt, const float* qwt, int8_t* Lt,
                         float* scale_out) noexcept nogil:
     # Lane-parallel make_qx_quants (rmse_type 1): weights qwt[i][lane], or x*x when qwt is NULL.
-    cdef float amax[NL]
-    cdef float vmax[NL]
-    cdef float iscale[NL]
-    cdef float sumlx[NL]
-    cdef float suml2[NL]
-    cdef float scale[NL]
-    cdef float best[NL]
-    cdef int active[NL]
-    cdef int win[NL]
     cdef float w[32 * NL]
     cdef float wx[32 * NL]
     cdef float Lc[32 * NL]
     cdef float Lb[32 * NL]
-    cdef int i, k, l, iss, o
-    cdef float x, ax, fl, step
-    cdef float fnmax = <float>nmax
-    for k in range(NL):
-        amax[k] = 0
-        vmax[k] = 0
+    cdef int codes[32 * NL]
+    cdef int i, iss, o
+    cdef float step
+    cdef __m128i lo = _mm_set1_epi32(-nmax)
+    cdef __m128i hi = _mm_set1_epi32(nmax - 1)
+    cdef __m128 zero = _mm_setzero_ps()
+    cdef __m128 absmask = _mm_set1_ps(<float>-0.0)
+    cdef __m128 xa, xb, wa, wb, ma, mb, axa, axb, fa, fb
+    cdef __m128 amaxa = zero, amaxb = zero, vmaxa = zero, vmaxb = zero
     for i in range(n):
         o = i * NL
-        for k in range(NL):
-            x = xt[o + k]
-            ax = fabsf(x)
-            if ax > amax[k]:
-                amax[k] = ax
-                vmax[k] = x
-            w[o + k] = qwt[o + k] if qwt != NULL else x * x
-            wx[o + k] = w[o + k] * x
-    for k in range(NL):
-        active[k] = not (amax[k] < <float>1e-15)
-        iscale[k] = (<float>(-nmax)) / vmax[k]
-        sumlx[k] = 0
-        suml2[k] = 0
+        xa = _mm_loadu_ps(xt + o)
+        xb = _mm_loadu_ps(xt + o + 4)
+        axa = _mm_andnot_ps(absmask, xa)
+        axb = _mm_andnot_ps(absmask, xb)
+        ma = _mm_cmpgt_ps(axa, amaxa)
+        mb = _mm_cmpgt_ps(axb, amaxb)
+        amaxa = vsel(ma, axa, amaxa)
+        amaxb = vsel(mb, axb, amaxb)
+        vmaxa = vsel(ma, xa, vmaxa)
+        vmaxb = vsel(mb, xb, vmaxb)
+        if qwt != NULL:
+            wa = _mm_loadu_ps(qwt + o)
+            wb = _mm_loadu_ps(qwt + o + 4)
+        else:
+            wa = _mm_mul_ps(xa, xa)
+            wb = _mm_mul_ps(xb, xb)
+        _mm_storeu_ps(w + o, wa)
+        _mm_storeu_ps(w + o + 4, wb)
+        _mm_storeu_ps(wx + o, _mm_mul_ps(wa, xa))
+        _mm_storeu_ps(wx + o + 4, _mm_mul_ps(wb, xb))
+    cdef __m128 eps = _mm_set1_ps(<float>1e-15)
+    cdef __m128 acta = _mm_cmpnlt_ps(amaxa, eps), actb = _mm_cmpnlt_ps(amaxb, eps)
+    cdef __m128 isca = _mm_div_ps(_mm_set1_ps(<float>(-nmax)), vmaxa)
+    cdef __m128 iscb = _mm_div_ps(_mm_set1_ps(<float>(-nmax)), vmaxb)
+    cdef __m128 slxa = zero, slxb = zero, sl2a = zero, sl2b = zero
     for i in range(n):
         o = i * NL
-        for k in range(NL):
-            l = lane_nearest(iscale[k] * xt[o + k])
-            l = -nmax if l < -nmax else l
-            l = nmax - 1 if l > nmax - 1 else l
-            fl = <float>l
-            Lb[o + k] = fl
-            sumlx[k] = sumlx[k] + wx[o + k] * fl
-            suml2[k] = suml2[k] + w[o + k] * fl * fl
-    for k in range(NL):
-        scale[k] = sumlx[k] / suml2[k] if suml2[k] != 0 else <float>0.0
-        best[k] = scale[k] * sumlx[k]
+        fa = vnearest(_mm_mul_ps(isca, _mm_loadu_ps(xt + o)), lo, hi)
+        fb = vnearest(_mm_mul_ps(iscb, _mm_loadu_ps(xt + o + 4)), lo, hi)
+        _mm_storeu_ps(Lb + o, fa)
+        _mm_storeu_ps(Lb + o + 4, fb)
+        slxa = _mm_add_ps(slxa, _mm_mul_ps(_mm_loadu_ps(wx + o), fa))
+        slxb = _mm_add_ps(slxb, _mm_mul_ps(_mm_loadu_ps(wx + o + 4), fb))
+        sl2a = _mm_add_ps(sl2a, _mm_mul_ps(_mm_mul_ps(_mm_loadu_ps(w + o), fa), fa))
+        sl2b = _mm_add_ps(sl2b, _mm_mul_ps(_mm_mul_ps(_mm_loadu_ps(w + o + 4), fb), fb))
+    cdef __m128 sca = _mm_and_ps(_mm_cmpneq_ps(sl2a, zero), _mm_div_ps(slxa, sl2a))
+    cdef __m128 scb = _mm_and_ps(_mm_cmpneq_ps(sl2b, zero), _mm_div_ps(slxb, sl2b))
+    cdef __m128 besta = _mm_mul_ps(sca, slxa), bestb = _mm_mul_ps(scb, slxb)
+    cdef __m128 wina, winb, nsa, nsb
     for iss in range(-9, 10):
         if iss == 0:
             continue
-        step = -(fnmax + <float>0.1 * iss)
-        for k in range(NL):
-            iscale[k] = step / vmax[k]
-            sumlx[k] = 0
-            suml2[k] = 0
+        step = -(<float>nmax + <float>0.1 * iss)
+        isca = _mm_div_ps(_mm_set1_ps(step), vmaxa)
+        iscb = _mm_div_ps(_mm_set1_ps(step), vmaxb)
+        slxa = zero
+        slxb = zero
+        sl2a = zero
+        sl2b = zero
         for i in range(n):
             o = i * NL
-            for k in range(NL):
-                l = lane_nearest(iscale[k] * xt[o + k])
-                l = -nmax if l < -nmax else l
-                l = nmax - 1 if l > nmax - 1 else l
-                fl = <float>l
-                Lc[o + k] = fl
-                sumlx[k] = sumlx[k] + wx[o + k] * fl
-                suml2[k] = suml2[k] + w[o + k] * fl * fl
-        for k in range(NL):
-            win[k] = suml2[k] > 0 and sumlx[k] * sumlx[k] > best[k] * suml2[k]
-            if win[k]:
-                scale[k] = sumlx[k] / suml2[k]
-                best[k] = scale[k] * sumlx[k]
+            fa = vnearest(_mm_mul_ps(isca, _mm_loadu_ps(xt + o)), lo, hi)
+            fb = vnearest(_mm_mul_ps(iscb, _mm_loadu_ps(xt + o + 4)), lo, hi)
+            _mm_storeu_ps(Lc + o, fa)
+            _mm_storeu_ps(Lc + o + 4, fb)
+            slxa = _mm_add_ps(slxa, _mm_mul_ps(_mm_loadu_ps(wx + o), fa))
+            slxb = _mm_add_ps(slxb, _mm_mul_ps(_mm_loadu_ps(wx + o + 4), fb))
+            sl2a = _mm_add_ps(sl2a, _mm_mul_ps(_mm_mul_ps(_mm_loadu_ps(w + o), fa), fa))
+            sl2b = _mm_add_ps(sl2b, _mm_mul_ps(_mm_mul_ps(_mm_loadu_ps(w + o + 4), fb), fb))
+        wina = _mm_and_ps(_mm_cmpgt_ps(sl2a, zero),
+                          _mm_cmpgt_ps(_mm_mul_ps(slxa, slxa), _mm_mul_ps(besta, sl2a)))
+        winb = _mm_and_ps(_mm_cmpgt_ps(sl2b, zero),
+                          _mm_cmpgt_ps(_mm_mul_ps(slxb, slxb), _mm_mul_ps(bestb, sl2b)))
+        if (_mm_movemask_ps(wina) | _mm_movemask_ps(winb)) == 0:
+            continue
+        nsa = _mm_div_ps(slxa, sl2a)
+        nsb = _mm_div_ps(slxb, sl2b)
+        besta = vsel(wina, _mm_mul_ps(nsa, slxa), besta)
+        bestb = vsel(winb, _mm_mul_ps(nsb, slxb), bestb)
+        sca = vsel(wina, nsa, sca)
+        scb = vsel(winb, nsb, scb)
         for i in range(n):
             o = i * NL
-            for k in range(NL):
-                Lb[o + k] = Lc[o + k] if win[k] else Lb[o + k]
-    for k in range(NL):
-        scale_out[k] = scale[k] if active[k] else <float>0.0
+            _mm_storeu_ps(Lb + o, vsel(wina, _mm_loadu_ps(Lc + o), _mm_loadu_ps(Lb + o)))
+            _mm_storeu_ps(Lb + o + 4, vsel(winb, _mm_loadu_ps(Lc + o + 4), _mm_loadu_ps(Lb + o + 4)))
+    _mm_storeu_ps(scale_out, _mm_and_ps(acta, sca))
+    _mm_storeu_ps(scale_out + 4, _mm_and_ps(actb, scb))
+    cdef __m128 off = _mm_set1_ps(<float>nmax)
     for i in range(n):
         o = i * NL
-        for k in range(NL):
-            Lt[o + k] = <int8_t>(<int>Lb[o + k] + nmax) if active[k] else 0
+        _mm_storeu_si128(<__m128i*>(codes + o),
+                         _mm_cvttps_epi32(_mm_and_ps(acta, _mm_add_ps(_mm_loadu_ps(Lb + o), off))))
+        _mm_storeu_si128(<__m128i*>(codes + o + 4),
+                         _mm_cvttps_epi32(_mm_and_ps(actb, _mm_add_ps(_mm_loadu_ps(Lb + o + 4), off))))
+    for i in range(n * NL):
+        Lt[i] = <int8_t>codes[i]
 
 
 cdef inline void transpose_in(const float* src, int stride, int n, float* dst) noexcept nogil:
