@@ -1,0 +1,41 @@
+"""The few GGUF metadata values packaging needs (chat template, special tokens, context length)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from pocketquant.gguf_file import GGUFFile
+
+
+@dataclass(frozen=True)
+class GGUFInfo:
+    architecture: str
+    chat_template: str | None
+    bos_token: str
+    eos_token: str
+    context_length: int | None
+
+
+def read_gguf_info(path: str | Path) -> GGUFInfo:
+    """Read metadata with our strict reader (GGUFFormatError naming the file if it is no GGUF)."""
+    with GGUFFile(path) as g:
+        arch = str(g.get("general.architecture", "unknown"))
+        tokens = g.get("tokenizer.ggml.tokens") or []
+
+        def token_text(key: str) -> str:
+            token_id = g.get(key)
+            return (
+                str(tokens[int(token_id)])
+                if token_id is not None and 0 <= int(token_id) < len(tokens)
+                else ""
+            )
+
+        ctx = g.get(f"{arch}.context_length")
+        return GGUFInfo(
+            architecture=arch,
+            chat_template=g.get("tokenizer.chat_template"),
+            bos_token=token_text("tokenizer.ggml.bos_token_id"),
+            eos_token=token_text("tokenizer.ggml.eos_token_id"),
+            context_length=int(ctx) if ctx is not None else None,
+        )

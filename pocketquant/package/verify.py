@@ -1,0 +1,254 @@
+"""Check a package before it goes to a device: integrity (every member against the manifest,
+the manifest against its own digest), the Modelfile, and that llama.cpp loads the GGUF and
+generates from a prompt rendered through the Modelfile's TEMPLATE."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+import zipfile
+import zlib
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from pocketquant.errors import PackageError
+from pocketquant.package.build import DIGEST_KEY, FORMAT, MANIFEST, MODELFILE, canonical_json, iter_chunks
+from pocketquant.package.chat_template import render_go, render_jinja_runtime
+from pocketquant.package.gotemplate import TemplateError
+from pocketquant.package.modelfile import Modelfile, parse_modelfile
+
+PROMPT = ({"role": "user", "content": "Name three colors."},)
+
+
+@dataclass
+class VerifyResult:
+    package: Path
+    files: dict[str, int] = field(default_factory=dict)  # member -> size, all hash-checked
+    prompt: str | None = None
+    generated: str | None = None
+    n_generated: int = 0
+    checks: list[str] = field(default_factory=list)
+
+
+def _read_manifest(zf: zipfile.ZipFile, pkg: Path) -> dict[str, Any]:
+    try:
+        raw = zf.read(MANIFEST)
+    except KeyError:
+        raise PackageError(f"{pkg}: {MANIFEST} is missing") from None
+    except (zipfile.BadZipFile, zlib.error) as exc:
+        raise PackageError(f"{pkg}: {MANIFEST} is corrupt in the zip: {exc}") from exc
+    try:
+        manifest = json.loads(raw.decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise PackageError(f"{pkg}: {MANIFEST} is not valid JSON: {exc}") from exc
+    if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
+        raise PackageError(f"{pkg}: {MANIFEST} is not a {FORMAT} manifest")
+    try:
+        canonical = canonical_json(manifest)
+    except ValueError as exc:
+        raise PackageError(f"{pkg}: {MANIFEST} holds values JSON should not: {exc}") from exc
+    if canonical != raw:
+        raise PackageError(f"{pkg}: {MANIFEST} was modified (not in the form pocketquant writes)")
+    body = {k: v for k, v in manifest.items() if k != DIGEST_KEY}
+    if manifest.get(DIGEST_KEY) != hashlib.sha256(canonical_json(body)).hexdigest():
+        raise PackageError(f"{pkg}: {MANIFEST} was modified (its {DIGEST_KEY} does not match its content)")
+    files = manifest.get("files")
+    if not isinstance(files, dict) or not all(
+        isinstance(v, dict) and isinstance(v.get("sha256"), str) and isinstance(v.get("size"), int)
+        for v in files.values()
+    ):
+        raise PackageError(f"{pkg}: {MANIFEST} has no valid 'files' table")
+    return manifest
+
+
+def _check_members(
+    zf: zipfile.ZipFile, pkg: Path, manifest: dict[str, Any], extract_to: Path | None, progress: bool
+) -> dict[str, int]:
+    """Hash every member against the manifest; collect all problems, each naming its file."""
+    files: dict[str, dict[str, Any]] = manifest["files"]
+    problems: list[str] = []
+    names = [i.filename for i in zf.infolist()]
+    for name in sorted({n for n in names if names.count(n) > 1}):
+        problems.append(f"{name}: appears more than once in the zip")
+    for name in sorted(set(names) - set(files) - {MANIFEST}):
+        problems.append(f"{name}: in the zip but not listed in {MANIFEST}")
+    for name in sorted(set(files) - set(names)):
+        problems.append(f"{name}: listed in {MANIFEST} but missing from the zip")
+    checked: dict[str, int] = {}
+    for info in sorted(zf.infolist(), key=lambda i: i.filename):
+        name = info.filename
+        if name not in files or name == MANIFEST:
+            continue
+        want = files[name]
+        if info.file_size != want["size"]:
+            problems.append(f"{name}: size {info.file_size} bytes, manifest says {want['size']}")
+            continue
+        h = hashlib.sha256()
+        sink = None
+        try:
+            if extract_to is not None and name.endswith(".gguf"):
+                sink = open(extract_to / Path(name).name, "wb")  # noqa: SIM115
+            with zf.open(info) as member:
+                for chunk in iter_chunks(member, info.file_size, f"sha256 {name}", progress):
+                    h.update(chunk)
+                    if sink is not None:
+                        sink.write(chunk)
+        except (zipfile.BadZipFile, zlib.error, EOFError) as exc:
+            problems.append(f"{name}: corrupt in the zip ({exc})")
+            continue
+        finally:
+            if sink is not None:
+                sink.close()
+        if h.hexdigest() != want["sha256"]:
+            problems.append(f"{name}: sha256 {h.hexdigest()} does not match the manifest's {want['sha256']}")
+            continue
+        checked[name] = info.file_size
+    if problems:
+        raise PackageError(f"{pkg} failed verification: " + "; ".join(problems))
+    return checked
+
+
+def _check_modelfile(zf: zipfile.ZipFile, pkg: Path, manifest: dict[str, Any]) -> tuple[Modelfile, str]:
+    if MODELFILE not in manifest["files"]:
+        raise PackageError(f"{pkg}: {MODELFILE} is not listed in {MANIFEST}")
+    try:
+        mf = parse_modelfile(zf.read(MODELFILE).decode("utf-8"), name=MODELFILE)
+    except UnicodeDecodeError as exc:
+        raise PackageError(f"{pkg}: {MODELFILE} is not UTF-8") from exc
+    target = mf.from_[2:] if mf.from_.startswith("./") else mf.from_
+    if target not in manifest["files"] or not target.endswith(".gguf"):
+        raise PackageError(f"{pkg}: {MODELFILE}: FROM {mf.from_} is not a GGUF file of the package")
+    if mf.template is None:
+        raise PackageError(f"{pkg}: {MODELFILE} has no TEMPLATE")
+    num_ctx = mf.parameter("num_ctx")
+    if num_ctx is None or not num_ctx.isdigit() or int(num_ctx) < 1:
+        raise PackageError(f"{pkg}: {MODELFILE}: PARAMETER num_ctx missing or not a positive integer")
+    return mf, target
+
+
+def _render_prompt(mf: Modelfile, pkg: Path) -> str:
+    assert mf.template is not None
+    messages = ([{"role": "system", "content": mf.system}] if mf.system else []) + list(PROMPT)
+    try:
+        return render_go(mf.template, messages)
+    except TemplateError as exc:
+        raise PackageError(f"{pkg}: {MODELFILE}: TEMPLATE does not render: {exc}") from exc
+
+
+def _run_model(
+    gguf: Path,
+    mf: Modelfile,
+    prompt: str,
+    pkg: Path,
+    member: str,
+    max_tokens: int,
+    result: VerifyResult,
+    log: Callable[[str], None],
+) -> None:
+    try:
+        import llama_cpp
+    except ImportError as exc:
+        raise PackageError(
+            "llama-cpp-python is not installed: cannot load the GGUF (use --no-load to skip)"
+        ) from exc
+    from pocketquant.package.ggufmeta import read_gguf_info
+
+    info = read_gguf_info(gguf)
+    n_ctx = min(int(mf.parameter("num_ctx") or 512), 1024)
+    try:
+        llm = llama_cpp.Llama(
+            model_path=str(gguf),
+            n_ctx=n_ctx,
+            n_threads=max(1, min(4, os.cpu_count() or 1)),
+            seed=0,
+            verbose=False,
+        )
+    except Exception as exc:  # llama-cpp-python raises ValueError on load failure
+        raise PackageError(f"{pkg}: {member}: llama.cpp cannot load it: {exc}") from exc
+    try:
+        result.checks.append(f"llama.cpp loaded {member}")
+        # the Modelfile must match the model's own chat template where it has one
+        if info.chat_template is not None and "{{ .Prompt }}" not in mf.template:  # type: ignore[operator]
+            messages = ([{"role": "system", "content": mf.system}] if mf.system else []) + list(PROMPT)
+            expected = render_jinja_runtime(
+                info.chat_template, messages, bos_token=info.bos_token, eos_token=info.eos_token
+            )
+            if expected != prompt:
+                raise PackageError(
+                    f"{pkg}: {MODELFILE}: TEMPLATE renders {prompt!r} but the chat template in {member} "
+                    f"renders {expected!r}"
+                )
+            result.checks.append(f"{MODELFILE} TEMPLATE matches the chat template in {member}")
+        for stop in mf.parameters.get("stop", []):
+            ids = llm.tokenize(stop.encode(), add_bos=False, special=True)
+            if len(ids) != 1:
+                raise PackageError(f"{pkg}: {MODELFILE}: stop {stop!r} is not a single token of {member}")
+        tokens = llm.tokenize(prompt.encode(), add_bos=True, special=True)
+        if len(tokens) + max_tokens > n_ctx:
+            raise PackageError(f"{pkg}: the verification prompt does not fit num_ctx {n_ctx}")
+        out: list[int] = []
+        eog = getattr(llama_cpp, "llama_vocab_is_eog", None)
+        vocab = llama_cpp.llama_model_get_vocab(llm.model) if eog is not None else None
+        for tok in llm.generate(tokens, temp=0.0, top_k=1, reset=True):
+            if (eog(vocab, tok) if eog is not None else tok == llm.token_eos()) or len(out) >= max_tokens:
+                break
+            out.append(tok)
+        text = llm.detokenize(out).decode("utf-8", errors="replace")
+        if not out or not text.strip():
+            raise PackageError(f"{pkg}: {member}: generated no text for the Modelfile's prompt")
+        result.n_generated, result.generated = len(out), text
+        result.checks.append(f"generated {len(out)} tokens: {text!r}")
+        log(f"  generated {len(out)} tokens: {text!r}")
+    finally:
+        llm.close() if hasattr(llm, "close") else None
+
+
+def verify_package(
+    package: str | os.PathLike[str],
+    *,
+    load_model: bool = True,
+    max_tokens: int = 8,
+    progress: bool = True,
+    tmp_dir: str | os.PathLike[str] | None = None,
+    log: Callable[[str], None] = lambda _msg: None,
+) -> VerifyResult:
+    """Verify a package; PackageError naming the file at fault on the first failing stage
+    (integrity problems are all listed together)."""
+    pkg = Path(package)
+    if not pkg.is_file():
+        raise PackageError(f"{pkg}: package not found")
+    result = VerifyResult(pkg)
+    try:
+        zf = zipfile.ZipFile(pkg)
+    except (zipfile.BadZipFile, OSError) as exc:
+        raise PackageError(f"{pkg}: not a readable zip file: {exc}") from exc
+    workdir = Path(tempfile.mkdtemp(prefix="pocketquant-verify-", dir=tmp_dir)) if load_model else None
+    try:
+        with zf:
+            for info in zf.infolist():
+                p = Path(info.filename)
+                if p.is_absolute() or ".." in p.parts or len(p.parts) != 1:
+                    raise PackageError(f"{pkg}: {info.filename}: unsafe or nested member path")
+            manifest = _read_manifest(zf, pkg)
+            result.checks.append(f"{MANIFEST} intact")
+            result.files = _check_members(zf, pkg, manifest, workdir, progress)
+            for name, size in result.files.items():
+                log(f"  ok {name} ({size:,} bytes, sha256 matches)")
+            result.checks.append(f"{len(result.files)} files match {MANIFEST}")
+            mf, member = _check_modelfile(zf, pkg, manifest)
+            result.prompt = _render_prompt(mf, pkg)
+            result.checks.append(f"{MODELFILE} FROM ./{member}, TEMPLATE renders")
+            log(
+                f"  ok {MODELFILE}: FROM ./{member}, TEMPLATE renders a {len(result.prompt)}-character prompt"
+            )
+        if workdir is not None:
+            _run_model(workdir / member, mf, result.prompt, pkg, member, max_tokens, result, log)
+    finally:
+        if workdir is not None:
+            shutil.rmtree(workdir, ignore_errors=True)
+    return result
