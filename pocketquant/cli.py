@@ -12,6 +12,7 @@ from pocketquant.errors import PocketquantError
 
 COMMAND_MODULES = [
     "pocketquant.commands.quantize",
+    "pocketquant.commands.convert",
     "pocketquant.commands.verify",
 ]
 

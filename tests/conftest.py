@@ -22,3 +22,22 @@ def wikitext2_path() -> Path:
     if not path.exists():
         pytest.skip(f"{path} not present (../shared is only on developer and CI machines)")
     return path
+
+
+@pytest.fixture(scope="session")
+def smollm2_hf_dir(tmp_path_factory) -> Path:
+    """The embedded SmolLM2-135M-Instruct, acquired as a float32 HF checkpoint (about 30 s)."""
+    from pocketquant.models import ModelSource, acquire_model
+
+    return acquire_model(
+        ModelSource.from_config(name="smollm2-135m"), tmp_path_factory.mktemp("smollm2") / "hf"
+    )
+
+
+@pytest.fixture(scope="session")
+def tiny_llama_dir(tmp_path_factory) -> Path:
+    """A tiny random Llama (2 layers, hidden 64, GQA 4/2 heads, llama3 rope scaling, tied embeddings,
+    a 512-token byte-level BPE tokenizer with Llama 3's pre-tokenizer); built in about a second."""
+    from pocketquant.models import build_tiny_llama
+
+    return build_tiny_llama(tmp_path_factory.mktemp("tiny-llama") / "hf")

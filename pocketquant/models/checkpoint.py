@@ -1,0 +1,104 @@
+"""HF checkpoint directories: validation (is this a Llama-family model we can handle?) and
+deterministic saving (same model -> byte-identical files, so DVC's cache can rely on them)."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from pocketquant.errors import ConfigError
+
+if TYPE_CHECKING:  # heavy imports stay out of module import time
+    from transformers import PreTrainedModel, PreTrainedTokenizerBase
+
+# Architectures the converter and NF4 path understand. SmolLM/SmolLM2 and Llama 2/3/3.1/3.2 all
+# declare LlamaForCausalLM.
+SUPPORTED_ARCHITECTURES = ("LlamaForCausalLM",)
+SUPPORTED_MODEL_TYPES = ("llama",)
+
+# Files worth carrying from a source checkpoint; everything else (README, .git, optimizer state,
+# original/ consolidated weights) is left behind.
+CHECKPOINT_FILES = (
+    "config.json",
+    "generation_config.json",
+    "tokenizer.json",
+    "tokenizer.model",
+    "tokenizer_config.json",
+    "special_tokens_map.json",
+    "added_tokens.json",
+    "chat_template.jinja",
+    "chat_template.json",
+)
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer.model")
+
+
+def read_config(model_dir: str | os.PathLike[str]) -> dict[str, Any]:
+    """config.json of `model_dir` as a dict; a ConfigError naming the directory when missing/bad."""
+    model_dir = Path(model_dir)
+    if not model_dir.is_dir():
+        raise ConfigError(f"model directory {model_dir} does not exist (or is not a directory)")
+    path = model_dir / "config.json"
+    if not path.is_file():
+        raise ConfigError(f"{model_dir} is not a Hugging Face model directory: config.json is missing")
+    try:
+        config = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ConfigError(f"{path}: cannot read config.json ({exc})") from exc
+    if not isinstance(config, dict):
+        raise ConfigError(f"{path}: config.json is not a JSON object")
+    return config
+
+
+def weight_files(model_dir: Path) -> list[Path]:
+    """Weight files of a checkpoint, safetensors preferred (sorted, so iteration order is stable)."""
+    files = sorted(model_dir.glob("*.safetensors"))
+    return files or sorted(model_dir.glob("pytorch_model*.bin"))
+
+
+def validate_model_dir(model_dir: str | os.PathLike[str], *, need_tokenizer: bool = True) -> dict[str, Any]:
+    """Check that `model_dir` holds a supported Llama-family checkpoint; return its config.
+
+    Errors name the directory and what is wrong with it (missing config.json, an architecture we
+    cannot convert, no weights, no tokenizer)."""
+    model_dir = Path(model_dir)
+    config = read_config(model_dir)
+    archs = config.get("architectures") or []
+    model_type = config.get("model_type")
+    if not any(a in SUPPORTED_ARCHITECTURES for a in archs) and model_type not in SUPPORTED_MODEL_TYPES:
+        found = ", ".join(archs) if archs else f"model_type={model_type!r}"
+        raise ConfigError(
+            f"{model_dir / 'config.json'}: unsupported architecture {found}; "
+            f"supported: {', '.join(SUPPORTED_ARCHITECTURES)} (Llama 2/3/3.1/3.2, SmolLM)"
+        )
+    if not weight_files(model_dir):
+        raise ConfigError(f"{model_dir}: no weights found (*.safetensors or pytorch_model*.bin)")
+    if need_tokenizer and not any((model_dir / f).is_file() for f in TOKENIZER_FILES):
+        raise ConfigError(f"{model_dir}: no tokenizer found (tokenizer.json or tokenizer.model)")
+    return config
+
+
+def _normalize_json(path: Path) -> None:
+    """Rewrite a JSON file with sorted keys and a trailing newline: stable bytes across runs."""
+    data = json.loads(path.read_text(encoding="utf-8"))
+    path.write_text(json.dumps(data, indent=2, sort_keys=True, ensure_ascii=False) + "\n", encoding="utf-8")
+
+
+def normalize_checkpoint_files(out_dir: Path) -> None:
+    """Make the small JSON files of a saved checkpoint byte-stable.
+
+    tokenizer.json is left alone: its key order is significant to nobody but is already written
+    deterministically by `tokenizers`, and sorting would bloat the diff against upstream files."""
+    for name in ("config.json", "generation_config.json", "tokenizer_config.json", "special_tokens_map.json"):
+        path = out_dir / name
+        if path.is_file():
+            _normalize_json(path)
+
+
+def save_checkpoint(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, out_dir: Path) -> None:
+    """save_pretrained model (one safetensors file) + tokenizer into `out_dir`, deterministically."""
+    # One shard: the file list (and so the DVC hash) does not depend on a size threshold.
+    model.save_pretrained(out_dir, safe_serialization=True, max_shard_size="1000GB")
+    tokenizer.save_pretrained(out_dir)
+    normalize_checkpoint_files(out_dir)
