@@ -1,0 +1,253 @@
+"""The DVC pipeline end to end, with real DVC, Hydra, models and llama.cpp, in a temporary clone.
+
+One clone and one DVC cache are shared by every test in this module (they run in file order, each
+reusing what the previous built), with the small `eval=smoke` setting so the whole module stays
+within a few minutes on 2 cores. The clone runs the library installed in this interpreter's env.
+"""
+
+from __future__ import annotations
+
+import filecmp
+import json
+import math
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from .dvcrepo import (
+    REPO,
+    STAGES,
+    cached_outputs,
+    clone,
+    compose_params,
+    dvc,
+    exp_show,
+    git,
+    leftovers,
+    md5,
+)
+
+pytestmark = pytest.mark.slow
+pytest.importorskip("dvc")
+pytest.importorskip("llama_cpp", reason="llama-cpp-python measures the GGUF variants")
+
+EVAL_STAGES = {"reference", "evaluate_base", "evaluate", "package", "report"}
+TIMINGS: dict[str, float] = {}
+
+
+@dataclass
+class Workspace:
+    root: Path
+    repo: Path  # the clone every test shares
+    cache: Path  # its DVC cache
+    remote: Path  # its default (local directory) remote
+
+    def fresh_clone(self, name: str, *, shared_cache: bool = False) -> Path:
+        """Another clone of the shared clone's HEAD, with its own empty cache unless shared_cache."""
+        cache = self.cache if shared_cache else self.root / f"cache-{name}"
+        return clone(self.repo, self.root / name, cache, self.remote)
+
+
+@pytest.fixture(scope="module")
+def ws(tmp_path_factory: pytest.TempPathFactory) -> Workspace:
+    root = tmp_path_factory.mktemp("pipeline")
+    w = Workspace(root, root / "repo", root / "cache", root / "remote")
+    clone(REPO, w.repo, w.cache, w.remote)
+    # Tests evaluate with eval=smoke: make it the clone's default so that `dvc repro` and every
+    # `dvc exp run` composition (which starts from conf/) agree on it.
+    config = w.repo / "conf" / "config.yaml"
+    text = config.read_text(encoding="utf-8")
+    assert "  - eval: default\n" in text
+    config.write_text(text.replace("  - eval: default\n", "  - eval: smoke\n"), encoding="utf-8")
+    compose_params(w.repo)
+    git(w.repo, "commit", "--quiet", "-am", "tests: evaluate with eval=smoke")
+    yield w
+    print(f"\npipeline timings (s): {json.dumps({k: round(v, 1) for k, v in TIMINGS.items()})}")
+
+
+def load(path: Path) -> dict:
+    return json.loads(path.read_text(encoding="utf-8"))
+
+
+def test_unknown_scheme_fails_with_hydra_options(ws: Workspace) -> None:
+    before = (ws.repo / "params.yaml").read_bytes()
+    r = dvc(ws.repo, "exp", "run", "-S", "quant=bogus", check=False, timeout=300)
+    assert r.returncode != 0
+    assert "Could not find 'quant/bogus'" in r.out and "Available options in 'quant'" in r.out, r.out
+    for scheme in ("q4_k_m", "q8_0", "nf4", "q2_k"):
+        assert scheme in r.out
+    assert (ws.repo / "params.yaml").read_bytes() == before
+    assert not r.ran
+
+
+def test_fresh_clone_repro_builds_the_default_end_to_end(ws: Workspace) -> None:
+    r = dvc(ws.repo, "repro", timeout=1500)
+    TIMINGS["fresh_repro"] = r.seconds
+    assert r.ran == set(STAGES), f"stages run: {sorted(r.ran)}\n{r.out[-3000:]}"
+    ggufs = list((ws.repo / "artifacts" / "variant").glob("*.gguf"))
+    assert [g.name for g in ggufs] == ["smollm2-135m-q4_k_m.gguf"]
+    m = load(ws.repo / "metrics" / "variant.json")
+    assert m["variant"] == "q4_k_m"
+    assert m["size"]["bytes"] == ggufs[0].stat().st_size
+    q = m["quality"]
+    assert math.isfinite(q["ppl"]) and q["ppl"] > 1 and q["kld_mean"] >= 0
+    base = load(ws.repo / "metrics" / "base.json")
+    assert base["variant"] == "base-f16" and base["size"]["bytes"] > m["size"]["bytes"]
+    assert list((ws.repo / "artifacts" / "package").glob("*.zip"))
+    assert "q4_k_m" in (ws.repo / "reports" / "summary.md").read_text(encoding="utf-8")
+    assert "up to date" in dvc(ws.repo, "status").out
+    assert not leftovers(ws.repo / "artifacts")
+    # What a user commits after a run: the lock and the small outputs kept in git.
+    git(ws.repo, "add", "-A")
+    git(ws.repo, "commit", "--quiet", "-m", "baseline: q4_k_m")
+
+
+def test_second_repro_changes_nothing_quickly(ws: Workspace) -> None:
+    lock = (ws.repo / "dvc.lock").read_bytes()
+    r = dvc(ws.repo, "repro")
+    TIMINGS["noop_repro"] = r.seconds
+    assert not r.ran
+    assert "Data and pipelines are up to date." in r.out
+    assert (ws.repo / "dvc.lock").read_bytes() == lock
+    assert r.seconds < 5, f"no-op `dvc repro` took {r.seconds:.1f} s"
+
+
+def test_eval_only_change_reruns_only_evaluation(ws: Workspace) -> None:
+    r = dvc(ws.repo, "exp", "run", "--temp", "-S", "eval.max_new_tokens=4", timeout=900)
+    TIMINGS["eval_only_exp"] = r.seconds
+    # package re-runs only if the variant's metrics changed (its manifest embeds them).
+    assert {"evaluate_base", "evaluate"} <= r.ran <= {"evaluate_base", "evaluate", "package", "report"}, r.out
+    for stage in ("acquire", "convert", "quantize", "reference"):
+        assert f"Stage '{stage}' didn't change" in r.out or f"Stage '{stage}' is cached" in r.out
+
+
+def test_model_dir_without_config_fails_naming_it(ws: Workspace, tmp_path: Path) -> None:
+    repo = ws.fresh_clone("bad-config", shared_cache=True)
+    model = tmp_path / "not-a-model"
+    model.mkdir()
+    (model / "model.safetensors").write_bytes(b"\0" * 16)
+    compose_params(repo, "model=local", f"model.path={model}")
+    r = dvc(repo, "repro", "acquire", check=False)
+    assert r.returncode != 0
+    assert "stage acquire: error:" in r.out and str(model) in r.out and "config.json is missing" in r.out, (
+        r.out
+    )
+    assert not (repo / "artifacts" / "base" / "hf").exists()
+    assert not leftovers(repo / "artifacts")
+
+
+def test_unsupported_architecture_fails_naming_it(ws: Workspace, tmp_path: Path) -> None:
+    repo = ws.fresh_clone("bad-arch", shared_cache=True)
+    model = tmp_path / "gpt2"
+    model.mkdir()
+    (model / "config.json").write_text(
+        json.dumps({"architectures": ["GPT2LMHeadModel"], "model_type": "gpt2"})
+    )
+    compose_params(repo, "model=local", f"model.path={model}")
+    r = dvc(repo, "repro", "acquire", check=False)
+    assert r.returncode != 0
+    assert "unsupported architecture GPT2LMHeadModel" in r.out, r.out
+    assert not (repo / "artifacts" / "base" / "hf").exists()
+    assert not leftovers(repo / "artifacts")
+
+
+def test_failing_stage_keeps_earlier_outputs_and_writes_nothing_half(ws: Workspace) -> None:
+    repo = ws.fresh_clone("bad-ftype", shared_cache=True)
+    dvc(repo, "checkout")  # the baseline's outputs, linked from the shared cache
+    lock_md5 = {p: md5(p) for p in cached_outputs(repo) if "variant" not in p.parts}
+    compose_params(repo, "quant.ftype=Q9_BOGUS")
+    r = dvc(repo, "repro", check=False)
+    assert r.returncode != 0
+    assert "stage quantize: error:" in r.out and "Q9_BOGUS" in r.out, r.out
+    assert r.ran == {"quantize"}
+    # Upstream outputs (and the cache they link to) are untouched; the failed output is absent.
+    assert {p: md5(p) for p in lock_md5} == lock_md5
+    assert not (repo / "artifacts" / "variant").exists()
+    assert not leftovers(repo / "artifacts")
+    # Back to the committed params: the variant comes back from the run-cache, nothing recomputes.
+    git(repo, "checkout", "--", "params.yaml")
+    r = dvc(repo, "repro")
+    assert not r.ran, r.out
+    assert "up to date" in dvc(repo, "status").out
+
+
+def test_push_then_pull_in_a_fresh_clone_restores_every_byte(ws: Workspace) -> None:
+    r = dvc(ws.repo, "push", "--run-cache")
+    TIMINGS["push_local"] = r.seconds
+    pulled = ws.fresh_clone("pulled")
+    r = dvc(pulled, "pull")
+    TIMINGS["pull_local"] = r.seconds
+    outputs = cached_outputs(ws.repo)
+    assert len(outputs) >= 5
+    for src in outputs:
+        dst = pulled / src.relative_to(ws.repo)
+        assert filecmp.cmp(src, dst, shallow=False), f"{dst} differs from {src}"
+    assert "up to date" in dvc(pulled, "status").out
+
+    # A clone that never pulled: `dvc repro --pull` fetches what it needs and recomputes nothing.
+    other = ws.fresh_clone("repro-pull")
+    r = dvc(other, "repro", "--pull")
+    assert not r.ran, r.out
+    for src in outputs:
+        assert filecmp.cmp(src, other / src.relative_to(ws.repo), shallow=False)
+
+
+def test_ssh_remote_push_pull(ws: Workspace, sshd) -> None:  # noqa: ANN001 (fixture object)
+    remote_dir = ws.root / "ssh-remote"
+    url = f"ssh://{sshd.user}@127.0.0.1:{sshd.port}{remote_dir}"
+    ssh_env = {"HOME": str(sshd.home)}  # known_hosts with the server's host key lives there
+
+    def add_remote(repo: Path) -> None:
+        dvc(repo, "remote", "add", "--local", "ssh", url)
+        dvc(repo, "remote", "modify", "--local", "ssh", "keyfile", str(sshd.client_key))
+
+    add_remote(ws.repo)
+    t0 = time.perf_counter()
+    dvc(ws.repo, "push", "-r", "ssh", "quantize", **ssh_env)
+    TIMINGS["push_ssh_variant"] = time.perf_counter() - t0
+    assert any((remote_dir / "files" / "md5").rglob("*")), "nothing arrived on the SSH remote"
+    repo = ws.fresh_clone("ssh-pulled")
+    add_remote(repo)
+    dvc(repo, "pull", "-r", "ssh", "quantize", **ssh_env)
+    variant = ws.repo / "artifacts" / "variant"
+    for src in sorted(variant.rglob("*.gguf")):
+        assert filecmp.cmp(src, repo / src.relative_to(ws.repo), shallow=False)
+    status = dvc(repo, "status", "quantize").out
+    assert "changed outs" not in status and "deleted" not in status.replace("deleted:", "")
+
+
+def test_sweep_three_schemes_in_the_queue(ws: Workspace) -> None:
+    t0 = time.perf_counter()
+    r = dvc(ws.repo, "exp", "run", "-S", "quant=q4_k_m,q8_0,nf4", "--queue")
+    assert r.out.count("Queued experiment") == 3, r.out
+    dvc(ws.repo, "queue", "start", "-j", "1")
+    deadline = time.monotonic() + 1200
+    while True:
+        status = dvc(ws.repo, "queue", "status").out
+        if not any(word in status for word in ("Queued", "Running")):
+            break
+        assert time.monotonic() < deadline, status
+        time.sleep(5)
+    TIMINGS["sweep_3"] = time.perf_counter() - t0
+    assert status.count("Success") == 3, status
+
+    exps = {e["params"]["quant"]["name"]: e for e in exp_show(ws.repo) if e["params"]}
+    assert {"q4_k_m", "q8_0", "nf4"} <= set(exps), sorted(exps)
+    sizes = {}
+    for scheme in ("q4_k_m", "q8_0", "nf4"):
+        m = exps[scheme]["metrics"]["metrics/variant.json"]
+        assert m["variant"] == scheme
+        sizes[scheme] = m["size"]["bytes"]
+        assert math.isfinite(m["quality"]["ppl"]) and m["quality"]["kld_mean"] >= 0
+    assert sizes["q8_0"] > sizes["q4_k_m"]
+    baseline = load(ws.repo / "metrics" / "variant.json")
+    assert exps["q4_k_m"]["metrics"]["metrics/variant.json"]["size"] == baseline["size"]
+
+    # acquire and convert ran in none of the three (their outputs came from the cache).
+    for name in (e["name"] for e in exps.values()):
+        log = dvc(ws.repo, "queue", "logs", name).out
+        assert "Running stage 'acquire'" not in log and "Running stage 'convert'" not in log, log[-3000:]
+    table = dvc(ws.repo, "exp", "show", "--no-pager", "--md").out
+    assert all(s in table for s in ("q4_k_m", "q8_0", "nf4"))
