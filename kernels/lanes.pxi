@@ -27,6 +27,12 @@ cdef extern from "emmintrin.h" nogil:
     __m128 _mm_cmpgt_ps(__m128, __m128)
     __m128 _mm_cmpneq_ps(__m128, __m128)
     __m128 _mm_cmpnlt_ps(__m128, __m128)
+    __m128 _mm_cmpeq_ps(__m128, __m128)
+    __m128 _mm_max_ps(__m128, __m128)
+    __m128 _mm_min_ps(__m128, __m128)
+    __m128 _mm_movehl_ps(__m128, __m128)
+    __m128 _mm_shuffle_ps(__m128, __m128, unsigned int)
+    float _mm_cvtss_f32(__m128)
     int _mm_movemask_ps(__m128)
     __m128i _mm_castps_si128(__m128)
     __m128 _mm_castsi128_ps(__m128i)
@@ -39,6 +45,12 @@ cdef extern from "emmintrin.h" nogil:
     __m128 _mm_cvtepi32_ps(__m128i)
     __m128i _mm_cvttps_epi32(__m128)
     void _mm_storeu_si128(__m128i*, __m128i)
+    __m128i _mm_slli_epi32(__m128i, int)
+    __m128i _mm_packs_epi32(__m128i, __m128i)
+    __m128i _mm_packus_epi16(__m128i, __m128i)
+
+cdef extern from *:
+    int __builtin_ctz(unsigned int) nogil
 
 cdef enum:
     NL = 8

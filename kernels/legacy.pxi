@@ -76,29 +76,97 @@ cdef void quantize_row_q8_0(const float* x, uint8_t* y, int64_t n, const float* 
             yb[2 + j] = <uint8_t><int8_t>roundf(xb[j] * id)
 
 
+cdef inline float hmax4(__m128 v) noexcept nogil:
+    v = _mm_max_ps(v, _mm_movehl_ps(v, v))
+    return _mm_cvtss_f32(_mm_max_ps(v, _mm_shuffle_ps(v, v, 1)))
+
+
+cdef inline float hmin4(__m128 v) noexcept nogil:
+    v = _mm_min_ps(v, _mm_movehl_ps(v, v))
+    return _mm_cvtss_f32(_mm_min_ps(v, _mm_shuffle_ps(v, v, 1)))
+
+
 cdef inline void absmax_signed(const float* xb, float* amax, float* vmax) noexcept nogil:
-    # First element with the strictly largest |x|, +0.0 when all are zero.
-    cdef float a = 0, m = 0, ax
+    # The first element with the strictly largest |x| (+0.0 when all are zero), as the reference's
+    # sequential scan; the largest |x| is found with SSE (max is order-independent for finite
+    # values), then its first occurrence by a short scan.
+    cdef __m128 sign = _mm_set1_ps(<float>-0.0)
+    cdef __m128 m = _mm_andnot_ps(sign, _mm_loadu_ps(xb))
+    cdef int j
+    for j in range(4, 32, 4):
+        m = _mm_max_ps(m, _mm_andnot_ps(sign, _mm_loadu_ps(xb + j)))
+    cdef float a = hmax4(m)
+    amax[0] = a
+    vmax[0] = 0
+    if a == 0:
+        return
+    cdef __m128 va = _mm_set1_ps(a)
+    cdef int mask
+    for j in range(0, 32, 4):
+        mask = _mm_movemask_ps(_mm_cmpeq_ps(_mm_andnot_ps(sign, _mm_loadu_ps(xb + j)), va))
+        if mask:
+            vmax[0] = xb[j + __builtin_ctz(mask)]
+            return
+
+
+cdef inline float first_equal(const float* xb, float v) noexcept nogil:
+    # The first element equal to v, with its own bits: decides the sign when v is a zero.
     cdef int j
     for j in range(32):
-        ax = fabsf(xb[j])
-        if a < ax:
-            a = ax
-            m = xb[j]
-    amax[0] = a
-    vmax[0] = m
+        if xb[j] == v:
+            return xb[j]
+    return v
 
 
 cdef inline void minmax32(const float* xb, float* vmin, float* vmax) noexcept nogil:
-    cdef float mn = <float>3.4028234663852886e+38, mx = <float>-3.4028234663852886e+38
+    # First-occurrence min and max, as the reference's strict-comparison scan (only signed zeros
+    # can tie with different bits, so a zero result takes the first zero's bits).
+    cdef __m128 v = _mm_loadu_ps(xb)
+    cdef __m128 mn = v, mx = v
     cdef int j
-    for j in range(32):
-        if xb[j] < mn:
-            mn = xb[j]
-        if xb[j] > mx:
-            mx = xb[j]
-    vmin[0] = mn
-    vmax[0] = mx
+    for j in range(4, 32, 4):
+        v = _mm_loadu_ps(xb + j)
+        mn = _mm_min_ps(v, mn)
+        mx = _mm_max_ps(v, mx)
+    cdef float a = hmin4(mn), b = hmax4(mx)
+    vmin[0] = first_equal(xb, a) if a == 0 else a
+    vmax[0] = first_equal(xb, b) if b == 0 else b
+
+
+cdef inline void codes8(const float* xb, float id, float offset, float shift, int cap,
+                        __m128i* q) noexcept nogil:
+    # q[k] lanes = min(cap, trunc((x_j - shift) * id + offset)), j = 4k..4k+3 (cap < 0: no clamp)
+    cdef __m128 vid = _mm_set1_ps(id), voff = _mm_set1_ps(offset), vsh = _mm_set1_ps(shift)
+    cdef __m128i vcap = _mm_set1_epi32(cap)
+    cdef __m128i m
+    cdef int k
+    for k in range(8):
+        q[k] = _mm_cvttps_epi32(_mm_add_ps(_mm_mul_ps(_mm_sub_ps(_mm_loadu_ps(xb + 4 * k), vsh), vid), voff))
+        if cap >= 0:
+            m = _mm_cmpgt_epi32(q[k], vcap)
+            q[k] = _mm_or_si128(_mm_and_si128(m, vcap), _mm_andnot_si128(m, q[k]))
+
+
+cdef inline void pack_nibbles(const __m128i* q, uint8_t* out) noexcept nogil:
+    # out[j] = (code[j] & 15) | (code[j + 16] & 15) << 4, j = 0..15
+    cdef __m128i m15 = _mm_set1_epi32(15)
+    cdef __m128i v[4]
+    cdef int k
+    for k in range(4):
+        v[k] = _mm_or_si128(_mm_and_si128(q[k], m15), _mm_slli_epi32(_mm_and_si128(q[k + 4], m15), 4))
+    _mm_storeu_si128(<__m128i*>out, _mm_packus_epi16(_mm_packs_epi32(v[0], v[1]), _mm_packs_epi32(v[2], v[3])))
+
+
+cdef inline void store_high_bits(const __m128i* q, uint8_t* out) noexcept nogil:
+    # little-endian u32 whose bit e is bit 4 of code e (the Q5 qh field)
+    cdef uint32_t qh = 0
+    cdef int k
+    for k in range(8):
+        qh |= (<uint32_t>_mm_movemask_ps(_mm_castsi128_ps(_mm_slli_epi32(q[k], 27)))) << (4 * k)
+    out[0] = <uint8_t>(qh & 0xff)
+    out[1] = <uint8_t>((qh >> 8) & 0xff)
+    out[2] = <uint8_t>((qh >> 16) & 0xff)
+    out[3] = <uint8_t>(qh >> 24)
 
 
 cdef inline void pack_q5_codes(const uint8_t* L, uint8_t* qh_out, uint8_t* qs) noexcept nogil:
@@ -121,10 +189,12 @@ cdef void quantize_row_q4_0(const float* x, uint8_t* y, int64_t n, const float* 
     cdef float amax, vmax, d, id, sigma2 = 0
     cdef float weight[32]
     cdef int8_t L[32]
+    cdef uint8_t U[32]
     cdef int8_t Lg[32 * NL]
     cdef float dg[NL]
     cdef int64_t nb = n // 32
     cdef uint8_t xi0, xi1
+    cdef __m128i q[8]
     cdef const float* xb
     cdef uint8_t* yb
     if qw != NULL:
@@ -137,10 +207,9 @@ cdef void quantize_row_q4_0(const float* x, uint8_t* y, int64_t n, const float* 
             d = vmax / <float>-8.0
             id = <float>1.0 / d if d != 0 else <float>0.0
             store_f16(yb, d)
-            for j in range(16):
-                xi0 = <uint8_t>imin(15, <int8_t>(xb[j] * id + <float>8.5))
-                xi1 = <uint8_t>imin(15, <int8_t>(xb[j + 16] * id + <float>8.5))
-                yb[2 + j] = xi0 | (xi1 << 4)
+            # (x - 0.0) == x exactly, so the shared (x - shift)*id form keeps the bytes
+            codes8(xb, id, <float>8.5, <float>0.0, 15, q)
+            pack_nibbles(q, yb + 2)
         else:
             if ib % NL == 0 and ib + NL <= nb:
                 lanes_fit_qx(x + ib * 32, qw + ib * 32, sigma2, 8, Lg, dg)
@@ -165,6 +234,7 @@ cdef void quantize_row_q5_0(const float* x, uint8_t* y, int64_t n, const float* 
     cdef int8_t Lg[32 * NL]
     cdef float dg[NL]
     cdef int64_t nb = n // 32
+    cdef __m128i q[8]
     cdef const float* xb
     cdef uint8_t* yb
     if qw != NULL:
@@ -176,8 +246,11 @@ cdef void quantize_row_q5_0(const float* x, uint8_t* y, int64_t n, const float* 
             absmax_signed(xb, &amax, &vmax)
             d = vmax / <float>-16.0
             id = <float>1.0 / d if d != 0 else <float>0.0
-            for j in range(32):
-                U[j] = <uint8_t>imin(31, <int8_t>(xb[j] * id + <float>16.5))
+            codes8(xb, id, <float>16.5, <float>0.0, 31, q)
+            store_f16(yb, d)
+            store_high_bits(q, yb + 2)
+            pack_nibbles(q, yb + 6)
+            continue
         else:
             if ib % NL == 0 and ib + NL <= nb:
                 lanes_fit_qx(x + ib * 32, qw + ib * 32, sigma2, 16, Lg, dg)
@@ -204,6 +277,7 @@ cdef void quantize_row_q4_1(const float* x, uint8_t* y, int64_t n, const float* 
     cdef float mg[NL]
     cdef int64_t nb = n // 32
     cdef uint8_t xi0, xi1
+    cdef __m128i q[8]
     cdef const float* xb
     cdef uint8_t* yb
     if qw != NULL:
@@ -217,10 +291,8 @@ cdef void quantize_row_q4_1(const float* x, uint8_t* y, int64_t n, const float* 
             id = <float>1.0 / d if d != 0 else <float>0.0
             store_f16(yb, d)
             store_f16(yb + 2, vmin)
-            for j in range(16):
-                xi0 = <uint8_t>imin(15, <int8_t>((xb[j] - vmin) * id + <float>0.5))
-                xi1 = <uint8_t>imin(15, <int8_t>((xb[j + 16] - vmin) * id + <float>0.5))
-                yb[4 + j] = xi0 | (xi1 << 4)
+            codes8(xb, id, <float>0.5, vmin, 15, q)
+            pack_nibbles(q, yb + 4)
         else:
             if ib % NL == 0 and ib + NL <= nb:
                 lanes_fit_qkx(x + ib * 32, qw + ib * 32, sigma2, 15, Ug, dg, mg)
@@ -247,6 +319,7 @@ cdef void quantize_row_q5_1(const float* x, uint8_t* y, int64_t n, const float* 
     cdef float dg[NL]
     cdef float mg[NL]
     cdef int64_t nb = n // 32
+    cdef __m128i q[8]
     cdef const float* xb
     cdef uint8_t* yb
     if qw != NULL:
@@ -260,8 +333,10 @@ cdef void quantize_row_q5_1(const float* x, uint8_t* y, int64_t n, const float* 
             id = <float>1.0 / d if d != 0 else <float>0.0
             store_f16(yb, d)
             store_f16(yb + 2, vmin)
-            for j in range(32):
-                L[j] = <uint8_t>((xb[j] - vmin) * id + <float>0.5)  # no clamp, as in llama.cpp
+            codes8(xb, id, <float>0.5, vmin, -1, q)  # no clamp, as in llama.cpp
+            store_high_bits(q, yb + 4)
+            pack_nibbles(q, yb + 8)
+            continue
         else:
             if ib % NL == 0 and ib + NL <= nb:
                 lanes_fit_qkx(x + ib * 32, qw + ib * 32, sigma2, 31, Ug, dg, mg)
