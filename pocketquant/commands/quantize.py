@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import sys
 
 # kept in sync with pocketquant.quantize.ftypes (not imported here so --help stays fast)
 TYPES_HELP = (
@@ -68,7 +67,6 @@ def run(args: argparse.Namespace) -> int:
         tensor_types=args.tensor_type,
         allow_requantize=args.allow_requantize,
         dry_run=args.dry_run,
-        progress=sys.stderr.isatty() or not args.dry_run,
     )
     if args.dry_run:
         print(report.table())
