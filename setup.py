@@ -2,11 +2,13 @@
 
 Flags: -O3, and -ffp-contract=off so that no multiply-add is fused: llama.cpp's reference
 quantizers are built without contraction, and byte identity depends on the same rounding.
-No -march=native unless POCKETQUANT_NATIVE=1 (a wheel must run on any x86-64).
+No -march=native unless POCKETQUANT_NATIVE=1 (a wheel must run on any x86-64). The kernel's
+vector code uses SSE2 intrinsics only, which every x86-64 CPU has.
 """
 
 import os
 import sys
+from glob import glob
 
 import numpy as np
 from Cython.Build import cythonize
@@ -24,6 +26,7 @@ extensions = [
     Extension(
         "pocketquant._quants",
         sources=["kernels/quants.pyx"],
+        depends=sorted(glob("kernels/*.pxi")),  # included into quants.pyx: rebuild when they change
         include_dirs=[np.get_include(), "kernels"],
         extra_compile_args=compile_args,
         extra_link_args=link_args,
