@@ -149,6 +149,8 @@ def _run_model(
     max_tokens: int,
     result: VerifyResult,
     log: Callable[[str], None],
+    *,
+    derived_from_gguf: bool,
 ) -> None:
     try:
         import llama_cpp
@@ -172,8 +174,8 @@ def _run_model(
         raise PackageError(f"{pkg}: {member}: llama.cpp cannot load it: {exc}") from exc
     try:
         result.checks.append(f"llama.cpp loaded {member}")
-        # the Modelfile must match the model's own chat template where it has one
-        if info.chat_template is not None and "{{ .Prompt }}" not in mf.template:  # type: ignore[operator]
+        # a TEMPLATE derived from the GGUF's chat template must render what that template renders
+        if derived_from_gguf and info.chat_template is not None:
             messages = ([{"role": "system", "content": mf.system}] if mf.system else []) + list(PROMPT)
             expected = render_jinja_runtime(
                 info.chat_template, messages, bos_token=info.bos_token, eos_token=info.eos_token
@@ -192,10 +194,10 @@ def _run_model(
         if len(tokens) + max_tokens > n_ctx:
             raise PackageError(f"{pkg}: the verification prompt does not fit num_ctx {n_ctx}")
         out: list[int] = []
-        eog = getattr(llama_cpp, "llama_vocab_is_eog", None)
-        vocab = llama_cpp.llama_model_get_vocab(llm.model) if eog is not None else None
+        vocab = llama_cpp.llama_model_get_vocab(llm.model)
         for tok in llm.generate(tokens, temp=0.0, top_k=1, reset=True):
-            if (eog(vocab, tok) if eog is not None else tok == llm.token_eos()) or len(out) >= max_tokens:
+            # end-of-generation tokens (EOS, <|im_end|>, <|eot_id|>...) end the answer
+            if llama_cpp.llama_vocab_is_eog(vocab, tok) or len(out) >= max_tokens:
                 break
             out.append(tok)
         text = llm.detokenize(out).decode("utf-8", errors="replace")
@@ -205,7 +207,7 @@ def _run_model(
         result.checks.append(f"generated {len(out)} tokens: {text!r}")
         log(f"  generated {len(out)} tokens: {text!r}")
     finally:
-        llm.close() if hasattr(llm, "close") else None
+        llm.close()
 
 
 def verify_package(
@@ -247,7 +249,19 @@ def verify_package(
                 f"  ok {MODELFILE}: FROM ./{member}, TEMPLATE renders a {len(result.prompt)}-character prompt"
             )
         if workdir is not None:
-            _run_model(workdir / member, mf, result.prompt, pkg, member, max_tokens, result, log)
+            info = manifest.get("modelfile") or {}
+            derived = info.get("template_source") == "gguf" and info.get("template_family") is not None
+            _run_model(
+                workdir / member,
+                mf,
+                result.prompt,
+                pkg,
+                member,
+                max_tokens,
+                result,
+                log,
+                derived_from_gguf=derived,
+            )
     finally:
         if workdir is not None:
             shutil.rmtree(workdir, ignore_errors=True)

@@ -197,3 +197,28 @@ def test_unknown_template_fails_or_falls_back(smollm2_gguf, tmp_path):
     assert manifest["modelfile"]["template_family"] is None
     assert any("unknown family" in w for w in manifest["warnings"])
     assert verify_package(out, load_model=False, progress=False).prompt == "Name three colors."
+
+
+@pytest.mark.slow
+def test_template_that_disagrees_with_the_gguf_is_caught(package_zip, tmp_path):
+    """A Modelfile edited consistently (manifest re-sealed) but with a TEMPLATE that drops
+    SmolLM2's default system prompt: hashes pass, the template check must not."""
+    pytest.importorskip("llama_cpp")
+    from pocketquant.package.build import seal_manifest
+
+    bad = tmp_path / "bad.zip"
+    with zipfile.ZipFile(package_zip) as zin, zipfile.ZipFile(bad, "w") as zout:
+        modelfile = zin.read("Modelfile").decode()
+        start = modelfile.index('{{- if and (eq $i 0) (ne .Role "system") }}')
+        modelfile = (modelfile[:start] + modelfile[modelfile.index("\n", start) + 1 :]).encode()
+        manifest = json.loads(zin.read("manifest.json"))
+        manifest["files"]["Modelfile"] = {
+            "sha256": hashlib.sha256(modelfile).hexdigest(),
+            "size": len(modelfile),
+        }
+        for info in zin.infolist():
+            data = {"Modelfile": modelfile, "manifest.json": seal_manifest(manifest)}.get(info.filename)
+            zout.writestr(info, data if data is not None else zin.read(info))
+    assert verify_package(bad, load_model=False, progress=False).prompt  # integrity holds
+    with pytest.raises(PackageError, match="Modelfile: TEMPLATE renders .* but the chat template in"):
+        verify_package(bad, progress=False)
