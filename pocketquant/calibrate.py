@@ -1,0 +1,170 @@
+"""Importance matrix from a transformers model, in llama.cpp's imatrix GGUF format.
+
+What llama-imatrix records, per weight matrix of the decoder layers: for every input channel the
+sum of squared activations entering the matmul, and how many rows (tokens) were seen. We get the
+same numbers with forward pre-hooks on every nn.Linear while the calibration chunks (cut like
+llama.cpp's: n_ctx tokens, BOS first when the model adds one) run through the full-precision model.
+The imatrix is per input column, so the q/k row permutation of the HF -> GGUF conversion does not
+touch it; names map to GGUF tensor names with the converter's table.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from pocketquant.atomic import atomic_path
+from pocketquant.errors import ImatrixError, PocketquantError
+from pocketquant.imatrix import save_imatrix
+
+
+@dataclass
+class ActivationStats:
+    sums: dict[str, np.ndarray]  # GGUF weight name -> float64 [in_features]: sum of x^2 per channel
+    counts: dict[str, int]  # GGUF weight name -> rows (tokens) seen
+    n_chunks: int
+    chunk_size: int
+
+
+def gguf_weight_name(module_name: str) -> str | None:
+    """GGUF weight name of an nn.Linear in an HF Llama model ("model.layers.3.self_attn.q_proj" ->
+    "blk.3.attn_q.weight", "lm_head" -> "output.weight"); None for modules llama.cpp lacks."""
+    from pocketquant.convert.hf_to_gguf import gguf_tensor_name
+
+    try:
+        return gguf_tensor_name(module_name + ".weight")
+    except PocketquantError:
+        return None
+
+
+def collect_activation_stats(
+    model: Any,
+    chunks: Iterable[np.ndarray] | np.ndarray,
+    *,
+    include_output: bool = False,
+    progress: bool = True,
+) -> ActivationStats:
+    """Run each chunk (1-D token ids) through `model` and sum squared inputs of its linears.
+
+    Only decoder-layer matrices (blk.*) are recorded, as llama-imatrix does by default; with
+    include_output also the untied lm_head (output.weight, llama-imatrix --process-output)."""
+    import torch
+    from tqdm import tqdm
+
+    chunk_list = [np.asarray(c, dtype=np.int64) for c in chunks]
+    if not chunk_list:
+        raise ImatrixError("no calibration chunks to run")
+    tied = bool(getattr(model.config, "tie_word_embeddings", False))
+    sums: dict[str, torch.Tensor] = {}
+    counts: dict[str, int] = {}
+    handles = []
+
+    def hook_for(name: str):  # noqa: ANN202
+        def hook(_module: torch.nn.Module, args: tuple[Any, ...]) -> None:
+            x = args[0].detach().reshape(-1, args[0].shape[-1]).to(torch.float64)
+            if name in sums:
+                sums[name] += (x * x).sum(dim=0)
+            else:
+                sums[name] = (x * x).sum(dim=0)
+            counts[name] = counts.get(name, 0) + x.shape[0]
+
+        return hook
+
+    for module_name, module in model.named_modules():
+        if not isinstance(module, torch.nn.Linear):
+            continue
+        name = gguf_weight_name(module_name)
+        if name is None or not (
+            name.startswith("blk.") or (include_output and name == "output.weight" and not tied)
+        ):
+            continue
+        handles.append(module.register_forward_pre_hook(hook_for(name)))
+    if not handles:
+        raise ImatrixError(
+            f"{type(model).__name__}: no linear layers with GGUF names (not a Llama-family model?)"
+        )
+    try:
+        model.eval()
+        with torch.inference_mode():
+            for ids in tqdm(chunk_list, desc="calibrate", unit="chunk", disable=not progress, leave=False):
+                model(input_ids=torch.from_numpy(ids).reshape(1, -1), use_cache=False)
+    finally:
+        for h in handles:
+            h.remove()
+    return ActivationStats(
+        sums={k: v.numpy() for k, v in sorted(sums.items())},
+        counts=dict(sorted(counts.items())),
+        n_chunks=len(chunk_list),
+        chunk_size=int(chunk_list[0].size),
+    )
+
+
+def write_imatrix(stats: ActivationStats, out_path: str | os.PathLike[str], *, dataset: str) -> Path:
+    """Write the stats atomically in llama-imatrix's GGUF layout."""
+    out_path = Path(out_path)
+    with atomic_path(out_path) as tmp:
+        save_imatrix(
+            tmp,
+            {k: v.astype(np.float32) for k, v in stats.sums.items()},
+            {k: float(c) for k, c in stats.counts.items()},
+            datasets=[dataset],
+            chunk_count=stats.n_chunks,
+            chunk_size=stats.chunk_size,
+        )
+    return out_path
+
+
+def calibration_chunks(
+    tokenizer: Any, text: str, *, n_ctx: int, n_chunks: int | None, name: str
+) -> np.ndarray:
+    """Token chunks as llama-imatrix cuts them: the text tokenized whole (BOS first if the model
+    adds one), n_ctx tokens per chunk, each chunk's first token replaced by BOS."""
+    from pocketquant.evaluate.chunks import make_chunks, tokenize_for_chunks
+
+    def tokenize(t: str) -> list[int]:
+        return list(tokenizer(t, add_special_tokens=True)["input_ids"])
+
+    need = None if n_chunks is None else n_chunks * n_ctx
+    ids = tokenize_for_chunks(tokenize, text, need)
+    bos_id = tokenizer.bos_token_id
+    add_bos = bos_id is not None and len(ids) > 0 and int(ids[0]) == bos_id
+    try:
+        chunks = make_chunks(ids, n_ctx, n_chunks, add_bos=add_bos, bos_id=bos_id, corpus_name=name)
+    except PocketquantError as exc:
+        raise ImatrixError(f"calibration: {exc}") from exc
+    return chunks.tokens
+
+
+def calibrate(
+    model_dir: str | os.PathLike[str],
+    out_path: str | os.PathLike[str],
+    *,
+    text: str,
+    dataset: str,
+    n_ctx: int = 512,
+    n_chunks: int | None = None,
+    include_output: bool = False,
+    threads: int | None = None,
+    progress: bool = True,
+) -> ActivationStats:
+    """Calibrate the HF checkpoint in model_dir on `text` and write the imatrix to out_path.
+    `dataset` names the text in the imatrix (imatrix.datasets) and in errors."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    if threads:
+        torch.set_num_threads(threads)
+    model_dir = Path(model_dir)
+    if not (model_dir / "config.json").is_file():
+        raise ImatrixError(f"{model_dir}: not an HF checkpoint (no config.json)")
+    tokenizer = AutoTokenizer.from_pretrained(model_dir)
+    chunks = calibration_chunks(tokenizer, text, n_ctx=n_ctx, n_chunks=n_chunks, name=dataset)
+    model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32)
+    stats = collect_activation_stats(model, chunks, include_output=include_output, progress=progress)
+    write_imatrix(stats, out_path, dataset=dataset)
+    return stats
