@@ -40,83 +40,70 @@ BLOCK_INFO = {
 }
 
 
-cdef bint quantize_row(int qtype, const float* x, uint8_t* y, int64_t n, const float* qw) noexcept nogil:
+ctypedef void (*quant_fn)(const float*, uint8_t*, int64_t, const float*) noexcept nogil
+ctypedef void (*dequant_fn)(const uint8_t*, float*, int64_t) noexcept nogil
+
+
+cdef void quantize_row_f32(const float* x, uint8_t* y, int64_t n, const float* qw) noexcept nogil:
+    memcpy(y, x, n * 4)
+
+
+cdef void quantize_row_f16(const float* x, uint8_t* y, int64_t n, const float* qw) noexcept nogil:
     cdef int64_t j
     cdef uint16_t h
-    if qtype == T_Q8_0:
-        quantize_row_q8_0(x, y, n, qw)
-    elif qtype == T_Q4_0:
-        quantize_row_q4_0(x, y, n, qw)
-    elif qtype == T_Q4_1:
-        quantize_row_q4_1(x, y, n, qw)
-    elif qtype == T_Q5_0:
-        quantize_row_q5_0(x, y, n, qw)
-    elif qtype == T_Q5_1:
-        quantize_row_q5_1(x, y, n, qw)
-    elif qtype == T_Q2_K:
-        quantize_row_q2_K(x, y, n, qw)
-    elif qtype == T_Q3_K:
-        quantize_row_q3_K(x, y, n, qw)
-    elif qtype == T_Q4_K:
-        quantize_row_q4_K(x, y, n, qw)
-    elif qtype == T_Q5_K:
-        quantize_row_q5_K(x, y, n, qw)
-    elif qtype == T_Q6_K:
-        quantize_row_q6_K(x, y, n, qw)
-    elif qtype == T_F16:
-        for j in range(n):
-            h = fp32_to_fp16(x[j])
-            y[2 * j] = <uint8_t>(h & 0xff)
-            y[2 * j + 1] = <uint8_t>(h >> 8)
-    elif qtype == T_BF16:
-        for j in range(n):
-            h = fp32_to_bf16(x[j])
-            y[2 * j] = <uint8_t>(h & 0xff)
-            y[2 * j + 1] = <uint8_t>(h >> 8)
-    elif qtype == T_F32:
-        memcpy(y, x, n * 4)
-    else:
-        return False
-    return True
+    for j in range(n):
+        h = fp32_to_fp16(x[j])
+        y[2 * j] = <uint8_t>(h & 0xff)
+        y[2 * j + 1] = <uint8_t>(h >> 8)
 
 
-cdef bint dequantize_row(int qtype, const uint8_t* y, float* x, int64_t n) noexcept nogil:
+cdef void quantize_row_bf16(const float* x, uint8_t* y, int64_t n, const float* qw) noexcept nogil:
     cdef int64_t j
-    if qtype == T_Q8_0:
-        dequantize_row_q8_0(y, x, n)
-    elif qtype == T_Q4_0:
-        dequantize_row_q4_0(y, x, n)
-    elif qtype == T_Q4_1:
-        dequantize_row_q4_1(y, x, n)
-    elif qtype == T_Q5_0:
-        dequantize_row_q5_0(y, x, n)
-    elif qtype == T_Q5_1:
-        dequantize_row_q5_1(y, x, n)
-    elif qtype == T_Q2_K:
-        dequantize_row_q2_K(y, x, n)
-    elif qtype == T_Q3_K:
-        dequantize_row_q3_K(y, x, n)
-    elif qtype == T_Q4_K:
-        dequantize_row_q4_K(y, x, n)
-    elif qtype == T_Q5_K:
-        dequantize_row_q5_K(y, x, n)
-    elif qtype == T_Q6_K:
-        dequantize_row_q6_K(y, x, n)
-    elif qtype == T_F16:
-        for j in range(n):
-            x[j] = FP16_TABLE[(<uint16_t>y[2 * j]) | ((<uint16_t>y[2 * j + 1]) << 8)]
-    elif qtype == T_BF16:
-        for j in range(n):
-            x[j] = bf16_to_fp32((<uint16_t>y[2 * j]) | ((<uint16_t>y[2 * j + 1]) << 8))
-    elif qtype == T_F32:
-        memcpy(x, y, n * 4)
-    else:
-        return False
-    return True
+    cdef uint16_t h
+    for j in range(n):
+        h = fp32_to_bf16(x[j])
+        y[2 * j] = <uint8_t>(h & 0xff)
+        y[2 * j + 1] = <uint8_t>(h >> 8)
+
+
+cdef void dequantize_row_f32(const uint8_t* y, float* x, int64_t n) noexcept nogil:
+    memcpy(x, y, n * 4)
+
+
+cdef void dequantize_row_f16(const uint8_t* y, float* x, int64_t n) noexcept nogil:
+    cdef int64_t j
+    for j in range(n):
+        x[j] = FP16_TABLE[(<uint16_t>y[2 * j]) | ((<uint16_t>y[2 * j + 1]) << 8)]
+
+
+cdef void dequantize_row_bf16(const uint8_t* y, float* x, int64_t n) noexcept nogil:
+    cdef int64_t j
+    for j in range(n):
+        x[j] = bf16_to_fp32((<uint16_t>y[2 * j]) | ((<uint16_t>y[2 * j + 1]) << 8))
+
+
+# row functions indexed by ggml type id (NULL where unsupported)
+cdef quant_fn QUANT[32]
+cdef dequant_fn DEQUANT[32]
+memset(QUANT, 0, sizeof(QUANT))
+memset(DEQUANT, 0, sizeof(DEQUANT))
+QUANT[T_F32], DEQUANT[T_F32] = quantize_row_f32, dequantize_row_f32
+QUANT[T_F16], DEQUANT[T_F16] = quantize_row_f16, dequantize_row_f16
+QUANT[T_BF16], DEQUANT[T_BF16] = quantize_row_bf16, dequantize_row_bf16
+QUANT[T_Q8_0], DEQUANT[T_Q8_0] = quantize_row_q8_0, dequantize_row_q8_0
+QUANT[T_Q4_0], DEQUANT[T_Q4_0] = quantize_row_q4_0, dequantize_row_q4_0
+QUANT[T_Q4_1], DEQUANT[T_Q4_1] = quantize_row_q4_1, dequantize_row_q4_1
+QUANT[T_Q5_0], DEQUANT[T_Q5_0] = quantize_row_q5_0, dequantize_row_q5_0
+QUANT[T_Q5_1], DEQUANT[T_Q5_1] = quantize_row_q5_1, dequantize_row_q5_1
+QUANT[T_Q2_K], DEQUANT[T_Q2_K] = quantize_row_q2_K, dequantize_row_q2_K
+QUANT[T_Q3_K], DEQUANT[T_Q3_K] = quantize_row_q3_K, dequantize_row_q3_K
+QUANT[T_Q4_K], DEQUANT[T_Q4_K] = quantize_row_q4_K, dequantize_row_q4_K
+QUANT[T_Q5_K], DEQUANT[T_Q5_K] = quantize_row_q5_K, dequantize_row_q5_K
+QUANT[T_Q6_K], DEQUANT[T_Q6_K] = quantize_row_q6_K, dequantize_row_q6_K
 
 
 def _check_type(int qtype):
-    if qtype not in BLOCK_INFO:
+    if qtype not in BLOCK_INFO or qtype < 0 or qtype >= 32 or QUANT[qtype] == NULL:
         raise ValueError(f"unsupported ggml type id {qtype}")
 
 
@@ -152,13 +139,14 @@ def quantize_rows(int qtype, const float[:, ::1] src, uint8_t[:, ::1] dst, imatr
     cdef int nt = nthreads if nthreads > 0 else 1
     if nt > nrows:
         nt = <int>nrows
+    cdef quant_fn fn = QUANT[qtype]
     if nt == 1:
         with nogil:
             for r in range(nrows):
-                quantize_row(qtype, sp + r * n, dp + r * row_bytes, n, qw)
+                fn(sp + r * n, dp + r * row_bytes, n, qw)
     else:
         for r in prange(nrows, nogil=True, schedule="dynamic", num_threads=nt):
-            quantize_row(qtype, sp + r * n, dp + r * row_bytes, n, qw)
+            fn(sp + r * n, dp + r * row_bytes, n, qw)
 
 
 def dequantize_rows(int qtype, const uint8_t[:, ::1] src, float[:, ::1] dst, int nthreads=1):
@@ -180,13 +168,14 @@ def dequantize_rows(int qtype, const uint8_t[:, ::1] src, float[:, ::1] dst, int
     cdef int nt = nthreads if nthreads > 0 else 1
     if nt > nrows:
         nt = <int>nrows
+    cdef dequant_fn fn = DEQUANT[qtype]
     if nt == 1:
         with nogil:
             for r in range(nrows):
-                dequantize_row(qtype, sp + r * row_bytes, dp + r * n, n)
+                fn(sp + r * row_bytes, dp + r * n, n)
     else:
         for r in prange(nrows, nogil=True, schedule="static", num_threads=nt):
-            dequantize_row(qtype, sp + r * row_bytes, dp + r * n, n)
+            fn(sp + r * row_bytes, dp + r * n, n)
 
 
 def convert_flat(int qtype, const float[::1] src, uint8_t[::1] dst, int nthreads=1):
@@ -205,12 +194,13 @@ def convert_flat(int qtype, const float[::1] src, uint8_t[::1] dst, int nthreads
     cdef const float* sp = &src[0]
     cdef uint8_t* dp = &dst[0]
     cdef int nt = nthreads if nthreads > 0 else 1
+    cdef quant_fn fn = QUANT[qtype]
     for c in prange(nchunks, nogil=True, schedule="static", num_threads=nt):
         lo = c * chunk
         hi = lo + chunk
         if hi > n:
             hi = n
-        quantize_row(qtype, sp + lo, dp + lo * esize, hi - lo, NULL)
+        fn(sp + lo, dp + lo * esize, hi - lo, NULL)
 
 
 def count_nonfinite(const float[::1] x, int nthreads=1):
