@@ -71,9 +71,15 @@ def gguf_size(path: str | os.PathLike[str], base_n_params: int | None = None) ->
 
 
 def _safetensors_header(path: Path) -> dict:
-    with path.open("rb") as f:
-        n = int.from_bytes(f.read(8), "little")
-        return json.loads(f.read(n))
+    try:
+        with path.open("rb") as f:
+            n = int.from_bytes(f.read(8), "little")
+            header = json.loads(f.read(n))
+    except (OSError, ValueError) as exc:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
+        raise ModelLoadError(f"{path} is not a readable safetensors file: {exc}") from exc
+    if not isinstance(header, dict):
+        raise ModelLoadError(f"{path} is not a readable safetensors file (bad header)")
+    return header
 
 
 def hf_dir_size(path: str | os.PathLike[str], base_n_params: int | None = None) -> dict:

@@ -45,7 +45,9 @@ def test_the_base_against_its_own_reference_has_zero_divergence(smollm2_hf, defa
     assert q["tokens_scored"] == 126 and q["base_engine"] == "transformers"
 
 
-def test_a_variant_with_another_vocabulary_is_a_tokenizer_mismatch(tiny_llama_dir, default_corpus, hf_reference):
+def test_a_variant_with_another_vocabulary_is_a_tokenizer_mismatch(
+    tiny_llama_dir, default_corpus, hf_reference
+):
     from pocketquant.evaluate.hf import TransformersModel
 
     tiny = TransformersModel(tiny_llama_dir, threads=1)
