@@ -107,6 +107,23 @@ def _check_type(int qtype):
         raise ValueError(f"unsupported ggml type id {qtype}")
 
 
+def _encoded_row_bytes(int qtype, int64_t n, int64_t nrows, int64_t enc_rows, int64_t enc_cols):
+    # bytes of one encoded row of n values; checks what could otherwise corrupt memory
+    _check_type(qtype)
+    blck, bsize = BLOCK_INFO[qtype]
+    if n % blck != 0:
+        raise ValueError(f"row length {n} is not a multiple of the block size {blck}")
+    row_bytes = (n // blck) * bsize
+    if enc_rows != nrows or enc_cols != row_bytes:
+        raise ValueError(f"encoded array must have shape ({nrows}, {row_bytes}), not ({enc_rows}, {enc_cols})")
+    return row_bytes
+
+
+cdef int _threads_for(int nthreads, int64_t nrows):
+    cdef int nt = nthreads if nthreads > 0 else 1
+    return <int>nrows if nt > nrows else nt
+
+
 @cython.boundscheck(False)
 def quantize_rows(int qtype, const float[:, ::1] src, uint8_t[:, ::1] dst, imatrix=None, int nthreads=1):
     """Quantize each row of src (float32, C-contiguous) into dst (uint8, one encoded row per row).
@@ -114,15 +131,9 @@ def quantize_rows(int qtype, const float[:, ::1] src, uint8_t[:, ::1] dst, imatr
     imatrix: None or a float32 C-contiguous vector of n_per_row importance weights.
     The caller (pocketquant.quants) validates shapes; this re-checks what could corrupt memory.
     """
-    _check_type(qtype)
     cdef int64_t nrows = src.shape[0]
     cdef int64_t n = src.shape[1]
-    blck, bsize = BLOCK_INFO[qtype]
-    if n % blck != 0:
-        raise ValueError(f"row length {n} is not a multiple of the block size {blck}")
-    cdef int64_t row_bytes = (n // blck) * bsize
-    if dst.shape[0] != nrows or dst.shape[1] != row_bytes:
-        raise ValueError(f"dst must have shape ({nrows}, {row_bytes})")
+    cdef int64_t row_bytes = _encoded_row_bytes(qtype, n, nrows, dst.shape[0], dst.shape[1])
     cdef const float[::1] qwv
     cdef const float* qw = NULL
     if imatrix is not None:
@@ -136,9 +147,7 @@ def quantize_rows(int qtype, const float[:, ::1] src, uint8_t[:, ::1] dst, imatr
     cdef const float* sp = &src[0, 0]
     cdef uint8_t* dp = &dst[0, 0]
     cdef int64_t r
-    cdef int nt = nthreads if nthreads > 0 else 1
-    if nt > nrows:
-        nt = <int>nrows
+    cdef int nt = _threads_for(nthreads, nrows)
     cdef quant_fn fn = QUANT[qtype]
     if nt == 1:
         with nogil:
@@ -151,23 +160,15 @@ def quantize_rows(int qtype, const float[:, ::1] src, uint8_t[:, ::1] dst, imatr
 
 def dequantize_rows(int qtype, const uint8_t[:, ::1] src, float[:, ::1] dst, int nthreads=1):
     """Decode each encoded row of src into a float32 row of dst (n_per_row = dst.shape[1])."""
-    _check_type(qtype)
     cdef int64_t nrows = dst.shape[0]
     cdef int64_t n = dst.shape[1]
-    blck, bsize = BLOCK_INFO[qtype]
-    if n % blck != 0:
-        raise ValueError(f"row length {n} is not a multiple of the block size {blck}")
-    cdef int64_t row_bytes = (n // blck) * bsize
-    if src.shape[0] != nrows or src.shape[1] != row_bytes:
-        raise ValueError(f"src must have shape ({nrows}, {row_bytes})")
+    cdef int64_t row_bytes = _encoded_row_bytes(qtype, n, nrows, src.shape[0], src.shape[1])
     if nrows == 0 or n == 0:
         return
     cdef const uint8_t* sp = &src[0, 0]
     cdef float* dp = &dst[0, 0]
     cdef int64_t r
-    cdef int nt = nthreads if nthreads > 0 else 1
-    if nt > nrows:
-        nt = <int>nrows
+    cdef int nt = _threads_for(nthreads, nrows)
     cdef dequant_fn fn = DEQUANT[qtype]
     if nt == 1:
         with nogil:
