@@ -28,6 +28,15 @@ CONVERSIONS = {"F16": 1, "BF16": 30}
 OUT = Path(__file__).resolve().parent / "golden" / "reference.npz"
 
 
+def _llama_cpp_version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("llama_cpp_python")
+    except PackageNotFoundError:
+        return "unknown"
+
+
 def main() -> None:
     ref = GGMLRef()
     names, x = edge_rows()
@@ -47,7 +56,7 @@ def main() -> None:
         "imatrix": qw,
         "imatrix_zeros": qw0,
         "conv_x": conv,
-        "libggml": np.array(str(ref.path)),
+        "source": np.array(f"ggml_quantize_chunk, llama-cpp-python {_llama_cpp_version()}"),
     }
     for name, t in BLOCK_TYPES.items():
         arrays[f"{name}/none"] = ref.quantize_chunk(t, x)
