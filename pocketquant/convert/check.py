@@ -38,9 +38,14 @@ class LogprobAgreement:
     top1_agreement: float  # fraction of positions with the same argmax
 
 
-def load_llama(gguf_path: str | os.PathLike[str], n_ctx: int = 512, logits_all: bool = False) -> Any:
+def load_llama(
+    gguf_path: str | os.PathLike[str], n_ctx: int = 512, logits_all: bool = False, kv_f32: bool = False
+) -> Any:
+    """llama.cpp model. kv_f32: keep the KV cache in F32 instead of llama.cpp's default F16, which
+    removes the runtime's own rounding (a faithful F32 conversion then matches to ~1e-5)."""
     from llama_cpp import Llama
 
+    extra = {"type_k": 0, "type_v": 0} if kv_f32 else {}  # 0 = GGML_TYPE_F32
     return Llama(
         model_path=str(gguf_path),
         n_ctx=n_ctx,
@@ -48,6 +53,7 @@ def load_llama(gguf_path: str | os.PathLike[str], n_ctx: int = 512, logits_all: 
         n_batch=n_ctx,
         logits_all=logits_all,
         verbose=False,
+        **extra,
     )
 
 
@@ -72,7 +78,11 @@ def _tokenizer(hf_dir: Path, auto: Any) -> Any:
 
 
 def logprob_agreement(
-    hf_dir: str | os.PathLike[str], gguf_path: str | os.PathLike[str], token_ids: list[int], llm: Any = None
+    hf_dir: str | os.PathLike[str],
+    gguf_path: str | os.PathLike[str],
+    token_ids: list[int],
+    llm: Any = None,
+    kv_f32: bool = False,
 ) -> LogprobAgreement:
     """Compare next-token log-probs of transformers (float32) and llama.cpp on `token_ids`."""
     import torch
@@ -84,7 +94,7 @@ def logprob_agreement(
     hf_lp = torch.log_softmax(logits, dim=-1).numpy().astype(np.float64)
     del model
 
-    llm = llm or load_llama(gguf_path, n_ctx=max(64, len(token_ids) + 8), logits_all=True)
+    llm = llm or load_llama(gguf_path, n_ctx=max(64, len(token_ids) + 8), logits_all=True, kv_f32=kv_f32)
     llm.reset()
     llm.eval(token_ids)
     scores = np.asarray(llm.scores[: len(token_ids)], dtype=np.float64)

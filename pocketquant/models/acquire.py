@@ -157,14 +157,7 @@ def _fix_embedded_tokenizer(tokenizer, gguf_path: Path) -> None:  # noqa: ANN001
       GGUF importer builds a plain GPT-2 byte-level pre-tokenizer, which would tokenize numbers
       differently from the original model and from llama.cpp.
     """
-    from gguf import GGUFReader
-
-    reader = GGUFReader(gguf_path)
-    fields = {
-        key: reader.fields[key].contents()
-        for key in ("tokenizer.chat_template", "tokenizer.ggml.pre")
-        if key in reader.fields
-    }
+    fields = gguf_string_fields(gguf_path, ("tokenizer.chat_template", "tokenizer.ggml.pre"))
     template = fields.get("tokenizer.chat_template")
     if template and not getattr(tokenizer, "chat_template", None):
         tokenizer.chat_template = template
@@ -177,6 +170,51 @@ def _fix_embedded_tokenizer(tokenizer, gguf_path: Path) -> None:  # noqa: ANN001
                 pre_tokenizers.ByteLevel(add_prefix_space=False, trim_offsets=True, use_regex=True),
             ]
         )
+
+
+_SCALAR_SIZES = {0: 1, 1: 1, 2: 2, 3: 2, 4: 4, 5: 4, 6: 4, 7: 1, 10: 8, 11: 8, 12: 8}
+_STRING, _ARRAY = 8, 9
+
+
+def gguf_string_fields(path: Path, keys: tuple[str, ...]) -> dict[str, str]:
+    """Read a few string KVs from a GGUF header without parsing the whole vocabulary.
+
+    gguf.GGUFReader builds numpy views for every one of ~100k token/merge strings (about 10 s
+    here); skipping over them by length takes milliseconds."""
+    import struct
+
+    found: dict[str, str] = {}
+    with open(path, "rb") as f:
+        magic, _version, _n_tensors, n_kv = struct.unpack("<4sIQQ", f.read(24))
+        if magic != b"GGUF":
+            raise ConfigError(f"{path}: not a GGUF file")
+
+        def read_str() -> bytes:
+            (n,) = struct.unpack("<Q", f.read(8))
+            return f.read(n)
+
+        def skip(vtype: int) -> None:
+            if vtype == _STRING:
+                (n,) = struct.unpack("<Q", f.read(8))
+                f.seek(n, 1)
+            elif vtype == _ARRAY:
+                etype, count = struct.unpack("<IQ", f.read(12))
+                if etype in _SCALAR_SIZES:
+                    f.seek(_SCALAR_SIZES[etype] * count, 1)
+                else:
+                    for _ in range(count):
+                        skip(etype)
+            else:
+                f.seek(_SCALAR_SIZES[vtype], 1)
+
+        for _ in range(n_kv):
+            key = read_str().decode("utf-8")
+            (vtype,) = struct.unpack("<I", f.read(4))
+            if key in keys and vtype == _STRING:
+                found[key] = read_str().decode("utf-8")
+            else:
+                skip(vtype)
+    return found
 
 
 # ---------------------------------------------------------------------------------------------

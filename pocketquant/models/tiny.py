@@ -110,7 +110,8 @@ def build_bpe_tokenizer(out_dir: Path, vocab_size: int = 512):
 def build_spm_tokenizer(work_dir: Path, vocab_size: int = 400):
     """A Llama-2 style SentencePiece BPE tokenizer (byte fallback, dummy prefix), trained in-process."""
     import sentencepiece as spm
-    from transformers import LlamaTokenizerFast
+    from tokenizers import normalizers
+    from transformers import LlamaTokenizer, PreTrainedTokenizerFast
 
     model = io.BytesIO()
     spm.SentencePieceTrainer.train(
@@ -133,9 +134,21 @@ def build_spm_tokenizer(work_dir: Path, vocab_size: int = 400):
         shuffle_input_sentence=False,
         minloglevel=2,
     )
-    path = work_dir / "tokenizer.model"
-    path.write_bytes(model.getvalue())
-    return LlamaTokenizerFast(vocab_file=str(path), legacy=False, add_bos_token=True, from_slow=True)
+    (work_dir / "tokenizer.model").write_bytes(model.getvalue())
+    # transformers converts tokenizer.model to a fast tokenizer (needs protobuf) ...
+    backend = LlamaTokenizer.from_pretrained(work_dir, add_bos_token=True, legacy=False).backend_tokenizer
+    # ... whose Metaspace(prepend_scheme='first') skips the dummy prefix when the text starts with a
+    # space, unlike sentencepiece (and llama.cpp). Llama 2's own tokenizer.json prepends always:
+    space = "\u2581"
+    backend.normalizer = normalizers.Sequence([normalizers.Prepend(space), normalizers.Replace(" ", space)])
+    backend.pre_tokenizer = None
+    return PreTrainedTokenizerFast(
+        tokenizer_object=backend,
+        bos_token="<s>",
+        eos_token="</s>",
+        unk_token="<unk>",
+        clean_up_tokenization_spaces=False,
+    )
 
 
 def build_tiny_llama(
