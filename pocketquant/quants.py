@@ -152,7 +152,8 @@ def dequantize(
     nbytes = row_nbytes(t, n_per_row)
     data = np.ascontiguousarray(data)
     if data.dtype != np.uint8:
-        data = data.reshape(-1).view(np.uint8)
+        # e.g. an F16 tensor handed over as float16: reinterpret the bytes, keeping the rows
+        data = data.reshape(-1).view(np.uint8) if data.ndim == 0 else data.view(np.uint8)
     if data.ndim >= 1 and data.shape[-1] == nbytes:
         lead = data.shape[:-1]
     elif data.size % nbytes == 0:

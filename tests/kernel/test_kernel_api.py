@@ -83,6 +83,9 @@ def test_leading_dimensions_and_flat_buffers():
     assert np.array_equal(q.reshape(6, -1), quants.quantize(x.reshape(6, 512), "q6_k"))
     assert quants.dequantize(q, "q6_k", 512).shape == (2, 3, 512)
     assert quants.dequantize(q.reshape(-1), "q6_k", 512).shape == (6, 512)
+    # typed views of raw tensor data keep their rows
+    h = x.reshape(6, 512).astype(np.float16)
+    np.testing.assert_array_equal(quants.dequantize(h[:1], "f16", 512), h[:1].astype(np.float32))
     # non-contiguous and float64 input are converted, same bytes
     xt = np.asfortranarray(x.reshape(6, 512)).astype(np.float64)
     assert np.array_equal(quants.quantize(xt, "q4_0"), quants.quantize(x.reshape(6, 512), "q4_0"))
