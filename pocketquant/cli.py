@@ -14,6 +14,7 @@ COMMAND_MODULES = [
     "pocketquant.commands.quantize",
     "pocketquant.commands.convert",
     "pocketquant.commands.verify",
+    "pocketquant.commands.package",
 ]
 
 

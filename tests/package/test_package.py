@@ -222,3 +222,29 @@ def test_template_that_disagrees_with_the_gguf_is_caught(package_zip, tmp_path):
     assert verify_package(bad, load_model=False, progress=False).prompt  # integrity holds
     with pytest.raises(PackageError, match="Modelfile: TEMPLATE renders .* but the chat template in"):
         verify_package(bad, progress=False)
+
+
+def test_package_command_matches_the_library(package_zip, smollm2_gguf, tmp_path, capsys):
+    from pocketquant.cli import main
+
+    metrics, params = tmp_path / "metrics.json", tmp_path / "params.json"
+    metrics.write_text(json.dumps(METRICS))
+    params.write_text(json.dumps(PARAMS))
+    out = tmp_path / "cli.zip"
+    argv = [
+        "package",
+        str(smollm2_gguf),
+        str(out),
+        "--model-name",
+        "SmolLM2-135M-Instruct",
+        "--scheme",
+        "q4_1",
+    ]
+    argv += ["--metrics", str(metrics), "--params", str(params), "--num-ctx", "1024", "--git-commit", COMMIT]
+    assert main([*argv, "--quiet"]) == 0
+    assert out.read_bytes() == package_zip.read_bytes()
+    assert main(["verify", str(out), "--no-load", "--quiet"]) == 0
+
+    metrics.write_text("[1, 2]")
+    assert main([*argv, "--quiet"]) == 2
+    assert "metrics must be a JSON object" in capsys.readouterr().err
