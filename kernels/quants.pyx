@@ -230,13 +230,3 @@ cdef inline int64_t count_nonfinite_span(const uint32_t* p, int64_t lo, int64_t 
     for j in range(lo, hi):
         k += (p[j] & 0x7f800000) == 0x7f800000
     return k
-
-
-def fp16_bits(float v):
-    """fp16 bits of a float32 value (for tests)."""
-    return fp32_to_fp16(v)
-
-
-def bf16_bits(float v):
-    """bf16 bits of a float32 value (for tests)."""
-    return fp32_to_bf16(v)
