@@ -3,41 +3,11 @@
 from __future__ import annotations
 
 import pytest
+from package_testlib import GO_CASES as CASES
+from package_testlib import GO_DATA as DATA
+from package_testlib import GO_ERROR_CASES
 
 from pocketquant.package.gotemplate import GoTemplate, TemplateError, go_string, ollama_values
-
-DATA = {
-    "A": "x",
-    "E": "",
-    "L": [1, 2, 3],
-    "M": [{"Role": "user", "Content": "hi"}, {"Role": "assistant", "Content": "yo"}],
-    "Z": [],
-}
-
-CASES = [
-    ("{{ .A }}", "x"),
-    ("a  {{- .A -}}  \n b", "axb"),
-    ("a {{-3}}", "a -3"),  # no space after the dash: a number, not a trim marker
-    ("{{ if .E }}y{{ else }}n{{ end }}", "n"),
-    ("{{ if .E }}1{{ else if .Z }}2{{ else if .A }}3{{ else }}4{{ end }}", "3"),
-    ("{{ range $i, $m := .M }}{{ $i }}={{ $m.Role }}/{{ .Content }};{{ end }}", "0=user/hi;1=assistant/yo;"),
-    ("{{ range .Z }}x{{ else }}empty{{ end }}", "empty"),
-    ("{{ $x := 1 }}{{ if true }}{{ $x = 2 }}{{ end }}{{ $x }}", "2"),
-    ("{{ len (slice .L 1) }}|{{ index .L 0 }}|{{ .L | len }}", "2|1|3"),
-    ('{{ eq .A "q" "x" }} {{ ne .A "x" }} {{ not .E }}', "true false true"),
-    ('{{ and 1 0 }} {{ or 0 "" "z" }} {{ and .A .L }}', "0 z [1 2 3]"),
-    ('{{ "a\\tb\\u00e9\\"" }}', 'a\tbé"'),
-    ("{{ `raw\\n` }}", "raw\\n"),
-    ("{{ .Missing }}", "<no value>"),
-    ("{{/* a comment */}}ok", "ok"),
-    ("{{ (index .M 1).Role }}", "assistant"),
-    (
-        "{{ range $i, $_ := .M }}{{ $last := eq (len (slice $.M $i)) 1 }}"
-        "{{ if $last }}last={{ .Role }}{{ end }}{{ end }}",
-        "last=assistant",
-    ),
-    ('{{ "}}" }}', "}}"),
-]
 
 
 @pytest.mark.parametrize(("source", "expected"), CASES)
@@ -48,13 +18,10 @@ def test_render(source, expected):
 @pytest.mark.parametrize(
     ("source", "message"),
     [
-        ("{{ if .A }}x", "missing {{end}}"),
+        *GO_ERROR_CASES,
+        # valid Go, but outside the subset Ollama chat templates need: refused by name
         ("{{ with .A }}x{{ end }}", "unsupported action"),
         ("{{ printf .A }}", 'function "printf" not defined'),
-        ("{{ if true }}{{ $y := 1 }}{{ end }}{{ $y }}", "undefined variable \\$y"),
-        ("{{ .A", "unclosed action"),
-        ("{{ end }}", "unexpected"),
-        ('{{ "abc }}', "unclosed action"),
     ],
 )
 def test_errors_name_the_action(source, message):
