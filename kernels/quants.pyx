@@ -149,12 +149,15 @@ def quantize_rows(int qtype, const float[:, ::1] src, uint8_t[:, ::1] dst, imatr
     cdef int64_t r
     cdef int nt = _threads_for(nthreads, nrows)
     cdef quant_fn fn = QUANT[qtype]
+    # hand out rows in chunks of >= 16 Ki values: short rows would otherwise cost more in
+    # scheduling than in quantizing (llama-quantize chunks the same way)
+    cdef int chunk = <int>max(1, 16384 // n)
     if nt == 1:
         with nogil:
             for r in range(nrows):
                 fn(sp + r * n, dp + r * row_bytes, n, qw)
     else:
-        for r in prange(nrows, nogil=True, schedule="dynamic", num_threads=nt):
+        for r in prange(nrows, nogil=True, schedule="dynamic", chunksize=chunk, num_threads=nt):
             fn(sp + r * n, dp + r * row_bytes, n, qw)
 
 
