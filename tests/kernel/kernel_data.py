@@ -45,6 +45,10 @@ def edge_rows() -> tuple[list[str], np.ndarray]:
     cases["scale_1e-5"] = g * 1e-5
     cases["scale_1e3"] = g * 1e3
     cases["scale_6e4"] = g * 2e4  # near the fp16 range limit
+    cases["scale_1e18"] = g * 1e18  # squares overflow float32: inf/NaN inside the fits
+    cases["scale_1e-20"] = g * 1e-20
+    cases["subnormal_1e-40"] = g * 1e-40
+    cases["near_float_max"] = np.where(np.arange(WIDTH) % 5 == 0, 3e38, -3e38)
     cases["ties_halves"] = rng.integers(-16, 17, WIDTH) / 2.0
     cases["ties_quarters"] = rng.integers(-8, 9, WIDTH) / 4.0
     cases["ties_small_int"] = rng.integers(-4, 4, WIDTH).astype(np.float64)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from kernel_data import conversion_values, random_sets
+from kernel_data import conversion_values, edge_imatrix, edge_rows, random_sets
 
 from pocketquant import llamacpp_ref, quants
 
@@ -74,3 +74,13 @@ def test_legacy_rows_with_odd_block_counts(ref, qtype, with_imatrix):
     qw = _imatrix(x.shape[1], 3) if with_imatrix else None
     want = ref.quantize_chunk(int(t), x, qw)
     _assert_same(quants.quantize(x, t, imatrix=qw), want, f"{qtype} width 416", want.shape[1])
+
+
+@pytest.mark.parametrize("qtype", BLOCK_TYPES)
+def test_edge_rows_match_ggml(ref, qtype):
+    # the golden edge cases again, against whatever llama.cpp is installed
+    t = quants.parse_qtype(qtype)
+    _, x = edge_rows()
+    for qw in (None, edge_imatrix(), edge_imatrix(seed=3, with_zeros=True)):
+        want = ref.quantize_chunk(int(t), x, qw)
+        _assert_same(quants.quantize(x, t, imatrix=qw), want, f"{qtype} edge rows", want.shape[1])
