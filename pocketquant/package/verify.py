@@ -222,6 +222,8 @@ def verify_package(
     """Verify a package; PackageError naming the file at fault on the first failing stage
     (integrity problems are all listed together)."""
     pkg = Path(package)
+    if max_tokens < 1:
+        raise PackageError(f"max_tokens must be at least 1, got {max_tokens}")
     if not pkg.is_file():
         raise PackageError(f"{pkg}: package not found")
     result = VerifyResult(pkg)
