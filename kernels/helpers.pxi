@@ -1,6 +1,7 @@
-# The fitting helpers shared by the quantizers (kquants.md section 4): symmetric fit (make_qx),
-# the Q3_K reference fit (make_q3), asymmetric scale+min fit (make_qkx2 / make_qkx3, one function),
-# and the non-negative super-scale fit (make_qp). Same float32 operation order as llama.cpp.
+# Scalar fitting helpers (kquants.md section 4): symmetric fit (make_qx), asymmetric scale+min fit
+# (make_qkx2 / make_qkx3, one function) and the non-negative super-scale fit (make_qp). Same float32
+# operation order as llama.cpp. The per-group fits mostly run lane-parallel (lanes.pxi, including
+# the Q3_K reference fit make_q3); these serve the super-scale fits and leftover legacy blocks.
 
 
 cdef float make_qx_quants(int n, int nmax, const float* x, int8_t* L, const float* qw) noexcept nogil:
@@ -47,53 +48,6 @@ cdef float make_qx_quants(int n, int nmax, const float* x, int8_t* L, const floa
             scale = sumlx / suml2
             best = scale * sumlx
     return scale
-
-
-cdef float make_q3_quants(const float* x, int8_t* L) noexcept nogil:
-    # Q3_K reference fit: n = 16, nmax = 4, with the iterative per-element refinement (do_rmse).
-    cdef int n = 16, nmax = 4
-    cdef float amax = 0, vmax = 0, ax, w, slx, sl2, wxi
-    cdef float wx[16]
-    cdef int i, l, new_l, itry, n_changed
-    for i in range(n):
-        ax = fabsf(x[i])
-        if ax > amax:
-            amax = ax
-            vmax = x[i]
-    if amax < <float>1e-15:
-        memset(L, 0, n)
-        return 0
-    cdef float iscale = (<float>(-nmax)) / vmax
-    cdef float sumlx = 0, suml2 = 0
-    for i in range(n):
-        l = imax(-nmax, imin(nmax - 1, nearest_int(iscale * x[i])))
-        L[i] = <int8_t>l
-        w = x[i] * x[i]
-        wx[i] = w * x[i]
-        sumlx += wx[i] * l
-        suml2 += w * l * l
-    for itry in range(5):
-        n_changed = 0
-        for i in range(n):
-            w = x[i] * x[i]
-            wxi = wx[i]
-            slx = sumlx - wxi * L[i]
-            if slx > 0:
-                sl2 = suml2 - w * L[i] * L[i]
-                new_l = imax(-nmax, imin(nmax - 1, nearest_int(x[i] * sl2 / slx)))
-                if new_l != L[i]:
-                    slx = slx + wxi * new_l
-                    sl2 = sl2 + w * new_l * new_l
-                    if sl2 > 0 and slx * slx * suml2 > sumlx * sumlx * sl2:
-                        L[i] = <int8_t>new_l
-                        sumlx = slx
-                        suml2 = sl2
-                        n_changed += 1
-        if n_changed == 0:
-            break
-    for i in range(n):
-        L[i] = <int8_t>(L[i] + nmax)
-    return sumlx / suml2 if suml2 > 0 else <float>0.0
 
 
 cdef float make_qkx_quants(int n, int nmax, const float* x, const float* weights, uint8_t* L,

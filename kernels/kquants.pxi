@@ -117,9 +117,7 @@ cdef void quantize_row_q2_K(const float* x, uint8_t* y, int64_t n, const float* 
             if d == 0:
                 continue
             s = mm * (sc[j] >> 4)
-            for ii in range(16):
-                l = nearest_int((xb[16 * j + ii] + s) / d)
-                L[16 * j + ii] = <uint8_t>imax(0, imin(3, l))
+            requant(xb + 16 * j, 16, s, d, 0, 3, 0, L + 16 * j)
         pack_2bit(L, yb + 16)
 
 
@@ -174,7 +172,6 @@ cdef void quantize_row_q3_K(const float* x, uint8_t* y, int64_t n, const float* 
     cdef float max_scale, amax, a, iscale, d, dall, sigma2, s
     cdef int64_t ib
     cdef int j, l, ii, m, c, h
-    cdef uint8_t hm
     cdef const float* xb
     cdef uint8_t* yb
     cdef uint8_t* sc
@@ -186,8 +183,11 @@ cdef void quantize_row_q3_K(const float* x, uint8_t* y, int64_t n, const float* 
         if qw == NULL:
             max_scale = 0
             amax = 0
+            for h in range(2):
+                transpose_in(xb + 128 * h, 16, 16, xt)
+                make_q3_lanes(xt, Lt, scales + 8 * h)
+                untranspose_codes8(Lt, 16, L + 128 * h)
             for j in range(16):
-                scales[j] = make_q3_quants(xb + 16 * j, L + 16 * j)
                 a = fabsf(scales[j])
                 if a > amax:
                     amax = a
@@ -235,22 +235,14 @@ cdef void quantize_row_q3_K(const float* x, uint8_t* y, int64_t n, const float* 
             d = dall * <int8_t>(c - 32)
             if d == 0:
                 continue
-            for ii in range(16):
-                l = nearest_int(xb[16 * j + ii] / d)
-                L[16 * j + ii] = <int8_t>(imax(-4, imin(3, l)) + 4)
+            requant(xb + 16 * j, 16, <float>0.0, d, -4, 3, 4, <uint8_t*>(L + 16 * j))
+        # hmask[m] bit b is set iff code(32b + m) >= 4 (bit 2 of a 0..7 code); low 2 bits go to qs.
+        # Branch-free: the codes are close to random, a branch here mispredicts half the time.
         memset(yb, 0, 32)
-        m = 0
-        hm = 1
-        for j in range(256):
-            l = L[j]
-            if l > 3:
-                yb[m] = yb[m] | hm
-                l -= 4
-            U[j] = <uint8_t>l
-            m += 1
-            if m == 32:
-                m = 0
-                hm = <uint8_t>(hm << 1)
+        for j in range(8):
+            for m in range(32):
+                yb[m] = yb[m] | <uint8_t>(((L[32 * j + m] >> 2) & 1) << j)
+                U[32 * j + m] = <uint8_t>(L[32 * j + m] & 3)
         pack_2bit(U, yb + 32)
 
 
@@ -396,10 +388,7 @@ cdef void quantize_super_k45(const float* xb, uint8_t* hdr, uint8_t* L, int nmax
         s = d * sc
         if s == 0:
             continue
-        sigma2 = dm * m
-        for ii in range(32):
-            l = nearest_int((xb[32 * j + ii] + sigma2) / s)
-            L[32 * j + ii] = <uint8_t>imax(0, imin(nmax, l))
+        requant(xb + 32 * j, 32, dm * m, s, 0, nmax, 0, L + 32 * j)
 
 
 cdef void quantize_row_q4_K(const float* x, uint8_t* y, int64_t n, const float* qw) noexcept nogil:
@@ -560,9 +549,7 @@ cdef void quantize_row_q6_K(const float* x, uint8_t* y, int64_t n, const float* 
             d = dall * sc[j]
             if d == 0:
                 continue
-            for ii in range(16):
-                l = nearest_int(xb[16 * j + ii] / d)
-                L[16 * j + ii] = <int8_t>(imax(-32, imin(31, l)) + 32)
+            requant(xb + 16 * j, 16, <float>0.0, d, -32, 31, 32, <uint8_t*>(L + 16 * j))
         ql = yb
         qh = yb + 128
         for j in range(0, 256, 128):

@@ -41,6 +41,7 @@ cdef extern from "emmintrin.h" nogil:
     __m128i _mm_andnot_si128(__m128i, __m128i)
     __m128i _mm_or_si128(__m128i, __m128i)
     __m128i _mm_sub_epi32(__m128i, __m128i)
+    __m128i _mm_add_epi32(__m128i, __m128i)
     __m128i _mm_cmpgt_epi32(__m128i, __m128i)
     __m128 _mm_cvtepi32_ps(__m128i)
     __m128i _mm_cvttps_epi32(__m128)
@@ -61,16 +62,35 @@ cdef inline __m128 vsel(__m128 m, __m128 a, __m128 b) noexcept nogil:
     return _mm_or_ps(_mm_and_ps(m, a), _mm_andnot_ps(m, b))
 
 
-cdef inline __m128 vnearest(__m128 v, __m128i lo, __m128i hi) noexcept nogil:
-    # clamp(nearest_int(v), lo, hi) as float: the 1.5 * 2**23 mantissa trick, lane-wise
+cdef inline __m128i vnearest_i(__m128 v, __m128i lo, __m128i hi) noexcept nogil:
+    # clamp(nearest_int(v), lo, hi): the 1.5 * 2**23 mantissa trick, lane-wise
     cdef __m128 t = _mm_add_ps(v, _mm_set1_ps(<float>12582912.0))
     cdef __m128i i = _mm_sub_epi32(_mm_and_si128(_mm_castps_si128(t), _mm_set1_epi32(0x007fffff)),
                                    _mm_set1_epi32(0x00400000))
     cdef __m128i m = _mm_cmpgt_epi32(lo, i)
     i = _mm_or_si128(_mm_and_si128(m, lo), _mm_andnot_si128(m, i))
     m = _mm_cmpgt_epi32(i, hi)
-    i = _mm_or_si128(_mm_and_si128(m, hi), _mm_andnot_si128(m, i))
-    return _mm_cvtepi32_ps(i)
+    return _mm_or_si128(_mm_and_si128(m, hi), _mm_andnot_si128(m, i))
+
+
+cdef inline __m128 vnearest(__m128 v, __m128i lo, __m128i hi) noexcept nogil:
+    return _mm_cvtepi32_ps(vnearest_i(v, lo, hi))
+
+
+cdef inline void requant(const float* x, int n, float add, float d, int lo, int hi, int off,
+                         uint8_t* out) noexcept nogil:
+    # out[i] = clamp(nearest_int((x[i] + add) / d), lo, hi) + off, n a multiple of 16. Callers
+    # without an offset pass add = 0: x + 0.0 only turns -0.0 into +0.0, which rounds the same.
+    cdef __m128 va = _mm_set1_ps(add), vd = _mm_set1_ps(d)
+    cdef __m128i vlo = _mm_set1_epi32(lo), vhi = _mm_set1_epi32(hi), voff = _mm_set1_epi32(off)
+    cdef __m128i q[4]
+    cdef int i, k
+    for i in range(0, n, 16):
+        for k in range(4):
+            q[k] = _mm_add_epi32(vnearest_i(_mm_div_ps(_mm_add_ps(_mm_loadu_ps(x + i + 4 * k), va), vd),
+                                            vlo, vhi), voff)
+        _mm_storeu_si128(<__m128i*>(out + i),
+                         _mm_packus_epi16(_mm_packs_epi32(q[0], q[1]), _mm_packs_epi32(q[2], q[3])))
 
 
 cdef inline __m128 verr(__m128 diff, bint use_mad) noexcept nogil:
@@ -320,3 +340,84 @@ cdef inline void transpose_in(const float* src, int stride, int n, float* dst) n
     for k in range(NL):
         for i in range(n):
             dst[i * NL + k] = src[k * stride + i]
+
+
+cdef void make_q3_lanes(const float* xt, int8_t* Lt, float* scale_out) noexcept nogil:
+    # Lane-parallel make_q3_quants (n = 16, nmax = 4, do_rmse): the refinement passes visit the
+    # elements in order within each lane, updates become per-lane masks. A lane whose pass changed
+    # nothing would change nothing in a further pass, so passes stop when no lane changed.
+    cdef float Lf[16 * NL]
+    cdef float w[16 * NL]
+    cdef float wx[16 * NL]
+    cdef int codes[16 * NL]
+    cdef int i, o, itry, h
+    cdef __m128i lo = _mm_set1_epi32(-4)
+    cdef __m128i hi = _mm_set1_epi32(3)
+    cdef __m128 zero = _mm_setzero_ps()
+    cdef __m128 absmask = _mm_set1_ps(<float>-0.0)
+    cdef __m128 x, ax, m, amax, vmax, isc, fl, wv, wxv, slx, sl2, nl, slx2, sl22, upd, changed, li
+    cdef __m128 sumlx[2]
+    cdef __m128 suml2[2]
+    cdef __m128 act[2]
+    cdef int any_changed
+    for h in range(2):
+        amax = zero
+        vmax = zero
+        for i in range(16):
+            x = _mm_loadu_ps(xt + i * NL + 4 * h)
+            ax = _mm_andnot_ps(absmask, x)
+            m = _mm_cmpgt_ps(ax, amax)
+            amax = vsel(m, ax, amax)
+            vmax = vsel(m, x, vmax)
+        act[h] = _mm_cmpnlt_ps(amax, _mm_set1_ps(<float>1e-15))
+        isc = _mm_div_ps(_mm_set1_ps(<float>-4.0), vmax)
+        sumlx[h] = zero
+        suml2[h] = zero
+        for i in range(16):
+            o = i * NL + 4 * h
+            x = _mm_loadu_ps(xt + o)
+            fl = vnearest(_mm_mul_ps(isc, x), lo, hi)
+            _mm_storeu_ps(Lf + o, fl)
+            wv = _mm_mul_ps(x, x)
+            wxv = _mm_mul_ps(wv, x)
+            _mm_storeu_ps(w + o, wv)
+            _mm_storeu_ps(wx + o, wxv)
+            sumlx[h] = _mm_add_ps(sumlx[h], _mm_mul_ps(wxv, fl))
+            suml2[h] = _mm_add_ps(suml2[h], _mm_mul_ps(_mm_mul_ps(wv, fl), fl))
+    for itry in range(5):
+        any_changed = 0
+        for h in range(2):
+            changed = zero
+            for i in range(16):
+                o = i * NL + 4 * h
+                x = _mm_loadu_ps(xt + o)
+                wv = _mm_loadu_ps(w + o)
+                wxv = _mm_loadu_ps(wx + o)
+                li = _mm_loadu_ps(Lf + o)
+                slx = _mm_sub_ps(sumlx[h], _mm_mul_ps(wxv, li))
+                sl2 = _mm_sub_ps(suml2[h], _mm_mul_ps(_mm_mul_ps(wv, li), li))
+                nl = vnearest(_mm_div_ps(_mm_mul_ps(x, sl2), slx), lo, hi)
+                slx2 = _mm_add_ps(slx, _mm_mul_ps(wxv, nl))
+                sl22 = _mm_add_ps(sl2, _mm_mul_ps(_mm_mul_ps(wv, nl), nl))
+                upd = _mm_and_ps(_mm_and_ps(_mm_cmpgt_ps(slx, zero), _mm_cmpneq_ps(nl, li)),
+                                 _mm_and_ps(_mm_cmpgt_ps(sl22, zero),
+                                            _mm_cmpgt_ps(_mm_mul_ps(_mm_mul_ps(slx2, slx2), suml2[h]),
+                                                         _mm_mul_ps(_mm_mul_ps(sumlx[h], sumlx[h]), sl22))))
+                _mm_storeu_ps(Lf + o, vsel(upd, nl, li))
+                sumlx[h] = vsel(upd, slx2, sumlx[h])
+                suml2[h] = vsel(upd, sl22, suml2[h])
+                changed = _mm_or_ps(changed, upd)
+            any_changed |= _mm_movemask_ps(changed)
+        if any_changed == 0:
+            break
+    cdef __m128 off = _mm_set1_ps(<float>4.0)
+    for h in range(2):
+        _mm_storeu_ps(scale_out + 4 * h,
+                      _mm_and_ps(_mm_and_ps(act[h], _mm_cmpgt_ps(suml2[h], zero)),
+                                 _mm_div_ps(sumlx[h], suml2[h])))
+        for i in range(16):
+            o = i * NL + 4 * h
+            _mm_storeu_si128(<__m128i*>(codes + o),
+                             _mm_cvttps_epi32(_mm_and_ps(act[h], _mm_add_ps(_mm_loadu_ps(Lf + o), off))))
+    for i in range(16 * NL):
+        Lt[i] = <int8_t>codes[i]
