@@ -15,11 +15,17 @@ $PIP install -q "llama-cpp-python==0.3.36"
 # Editable install compiles the Cython kernel in kernels/.
 $PIP install -q --no-build-isolation -e ".[pipeline,runtime,dev]"
 
-# A real OpenSSH server is used by the SSH-remote test (tests start it on 127.0.0.1 themselves).
-if ! command -v sshd >/dev/null 2>&1 && [ ! -x /usr/sbin/sshd ]; then
+# Debian tools the tests use for real peers: an OpenSSH server for the SSH-remote test (tests start
+# it on 127.0.0.1 themselves) and Go, whose text/template engine checks our Ollama TEMPLATE renderer.
+need_apt=()
+command -v sshd >/dev/null 2>&1 || [ -x /usr/sbin/sshd ] || need_apt+=(openssh-server openssh-client)
+command -v go >/dev/null 2>&1 || need_apt+=(golang-go)
+if [ ${#need_apt[@]} -gt 0 ]; then
     if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
-        (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq openssh-server openssh-client) \
-            || echo "setup: could not install openssh-server; the SSH remote test will be skipped" >&2
+        (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need_apt[@]}" >/dev/null) \
+            || echo "setup: could not install ${need_apt[*]}; tests that need them will be skipped" >&2
+    else
+        echo "setup: ${need_apt[*]} missing (needs root + apt-get); tests that need them will be skipped" >&2
     fi
 fi
 echo "setup: done ($(.venv/bin/python -c 'import pocketquant; print(pocketquant.__version__)'))"
