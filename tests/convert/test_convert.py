@@ -270,3 +270,15 @@ def test_smollm2_logprobs_match_transformers(llama_cpp, smollm2_hf_dir: Path, sm
     print(f"SmolLM2 F32: {res}; with F32 KV cache: {exact}")
     assert res.top1_agreement == 1.0 and res.max_abs_diff < 0.05, res
     assert exact.top1_agreement == 1.0 and exact.max_abs_diff < 0.01, exact
+
+
+@pytest.mark.slow
+def test_smollm2_f16_logprobs(llama_cpp, smollm2_hf_dir: Path, tmp_path: Path):
+    from transformers import AutoTokenizer
+
+    f16 = convert_hf_to_gguf(smollm2_hf_dir, tmp_path / "smollm2-f16.gguf")
+    assert 270_000_000 < f16.stat().st_size < 272_000_000  # 134.5M params * 2 bytes + F32 norms + vocab
+    ids = AutoTokenizer.from_pretrained(smollm2_hf_dir)(_special_text(smollm2_hf_dir) + PROMPT)["input_ids"]
+    res = logprob_agreement(smollm2_hf_dir, f16, ids)
+    print(f"SmolLM2 F16: {res}")
+    assert res.top1_agreement >= 0.95 and res.max_abs_diff < 0.15, res  # measured 0.063

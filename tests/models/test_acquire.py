@@ -56,9 +56,12 @@ def test_embedded_acquire_loads_and_generates(smollm2_hf_dir: Path):
 
     tok = AutoTokenizer.from_pretrained(smollm2_hf_dir)
     assert tok.chat_template and "<|im_start|>" in tok.chat_template
-    prompt = tok.apply_chat_template(
-        [{"role": "user", "content": "What is the capital of France?"}], add_generation_prompt=True
+    text = tok.apply_chat_template(
+        [{"role": "user", "content": "What is the capital of France?"}],
+        add_generation_prompt=True,
+        tokenize=False,
     )
+    prompt = tok(text)["input_ids"]
     first = _greedy(smollm2_hf_dir, prompt)
     assert first == _greedy(smollm2_hf_dir, prompt)  # greedy decoding is deterministic
     text = tok.decode(first, skip_special_tokens=True)
