@@ -11,9 +11,10 @@ from pocketquant.gguf_file import GGMLType
 from pocketquant.quantize import quantize_gguf
 from pocketquant.quantize.synthetic import LlamaShape, write_random_llama
 
-# ne0 a multiple of 256 everywhere (no K-quant fallback), 16 layers so every layer rule
-# (i < L/16, i < L/8, use_more_bits) picks something, GQA 4 (the Q2_K attn_v rule), untied output
-TINY = LlamaShape(n_layer=16, n_embd=256, n_ff=256, n_head=8, n_head_kv=2, n_vocab=512, tied=False)
+# ne0 a multiple of 256 everywhere (no K-quant fallback), 8 layers so the layer rules (i < 2,
+# i < 4, i < L/8, use_more_bits) pick something, GQA 4 (the Q2_K attn_v rule), untied output.
+# (SmolLM2's 30 layers cover i < L/16 for ffn_down, whose rows are 1536 wide.)
+TINY = LlamaShape(n_layer=8, n_embd=256, n_ff=256, n_head=8, n_head_kv=2, n_vocab=512, tied=False)
 # row lengths 160 (fallback to 32-block types) and 200 (not even a multiple of 32: F16), tied
 ODD = LlamaShape(n_layer=3, n_embd=160, n_ff=200, n_head=5, n_head_kv=5, n_vocab=96, tied=True)
 

@@ -53,11 +53,11 @@ def test_nan_names_the_tensor_and_leaves_nothing(tiny_f32: Path, tmp_path: Path,
     bad = tmp_path / "nan.gguf"
     data = bytearray(tiny_f32.read_bytes())
     with GGUFFile(tiny_f32) as f:
-        t = f.tensor("blk.9.ffn_up.weight")
+        t = f.tensor("blk.6.ffn_up.weight")
         pos = f.data_offset + t.offset + 4 * 1000
     data[pos : pos + 4] = np.float32(np.nan).tobytes()
     bad.write_bytes(bytes(data))
-    err = assert_refused(capsys, tmp_path, [bad, "q4_k_m"], "'blk.9.ffn_up.weight'", "NaN or Inf", str(bad))
+    err = assert_refused(capsys, tmp_path, [bad, "q4_k_m"], "'blk.6.ffn_up.weight'", "NaN or Inf", str(bad))
     assert "row 3" in err  # element 1000 of rows of 256
 
 
