@@ -91,11 +91,13 @@ cdef inline void absmax_signed(const float* xb, float* amax, float* vmax) noexce
     # sequential scan; the largest |x| is found with SSE (max is order-independent for finite
     # values), then its first occurrence by a short scan.
     cdef __m128 sign = _mm_set1_ps(<float>-0.0)
-    cdef __m128 m = _mm_andnot_ps(sign, _mm_loadu_ps(xb))
+    cdef __m128 m0 = _mm_andnot_ps(sign, _mm_loadu_ps(xb))
+    cdef __m128 m1 = _mm_andnot_ps(sign, _mm_loadu_ps(xb + 4))
     cdef int j
-    for j in range(4, 32, 4):
-        m = _mm_max_ps(m, _mm_andnot_ps(sign, _mm_loadu_ps(xb + j)))
-    cdef float a = hmax4(m)
+    for j in range(8, 32, 8):
+        m0 = _mm_max_ps(m0, _mm_andnot_ps(sign, _mm_loadu_ps(xb + j)))
+        m1 = _mm_max_ps(m1, _mm_andnot_ps(sign, _mm_loadu_ps(xb + j + 4)))
+    cdef float a = hmax4(_mm_max_ps(m0, m1))
     amax[0] = a
     vmax[0] = 0
     if a == 0:
@@ -121,14 +123,17 @@ cdef inline float first_equal(const float* xb, float v) noexcept nogil:
 cdef inline void minmax32(const float* xb, float* vmin, float* vmax) noexcept nogil:
     # First-occurrence min and max, as the reference's strict-comparison scan (only signed zeros
     # can tie with different bits, so a zero result takes the first zero's bits).
-    cdef __m128 v = _mm_loadu_ps(xb)
-    cdef __m128 mn = v, mx = v
+    cdef __m128 v0 = _mm_loadu_ps(xb), v1 = _mm_loadu_ps(xb + 4)
+    cdef __m128 mn0 = v0, mx0 = v0, mn1 = v1, mx1 = v1
     cdef int j
-    for j in range(4, 32, 4):
-        v = _mm_loadu_ps(xb + j)
-        mn = _mm_min_ps(v, mn)
-        mx = _mm_max_ps(v, mx)
-    cdef float a = hmin4(mn), b = hmax4(mx)
+    for j in range(8, 32, 8):  # two accumulators: shorter dependency chains
+        v0 = _mm_loadu_ps(xb + j)
+        v1 = _mm_loadu_ps(xb + j + 4)
+        mn0 = _mm_min_ps(v0, mn0)
+        mx0 = _mm_max_ps(v0, mx0)
+        mn1 = _mm_min_ps(v1, mn1)
+        mx1 = _mm_max_ps(v1, mx1)
+    cdef float a = hmin4(_mm_min_ps(mn0, mn1)), b = hmax4(_mm_max_ps(mx0, mx1))
     vmin[0] = first_equal(xb, a) if a == 0 else a
     vmax[0] = first_equal(xb, b) if b == 0 else b
 
