@@ -120,13 +120,12 @@ class _LazyTensor:
 
 
 def _to_bf16_bytes(data: np.ndarray) -> np.ndarray:
-    """float32 -> BF16 (round to nearest even, NaN quieted) as uint8 rows, like gguf-py."""
-    try:  # the project's kernel, when it provides BF16
-        from pocketquant.quants import quantize as kernel_quantize  # type: ignore[attr-defined]
-
-        return np.asarray(kernel_quantize(data, "BF16"), dtype=np.uint8).reshape(*data.shape[:-1], -1)
-    except (ImportError, AttributeError, ValueError, KeyError, NotImplementedError):
+    """float32 -> BF16 (round to nearest even, NaN quieted) as uint8 rows of 2*n bytes."""
+    try:  # the project's kernel (multi-threaded); gguf-py's numpy version gives the same bytes
+        from pocketquant.quants import quantize as kernel_quantize
+    except ImportError:
         return gguf.quants.quantize(data, gguf.GGMLQuantizationType.BF16)
+    return kernel_quantize(data, "BF16")
 
 
 def _cast(data: np.ndarray, qtype: gguf.GGMLQuantizationType) -> np.ndarray:

@@ -115,17 +115,33 @@ def test_dequantize_then_convert(tiny_llama_dir: Path, tiny_nf4_dir: Path, tmp_p
     assert gguf.GGUFReader(gguf_path).fields["general.architecture"].contents() == "llama"
 
 
+SMOL_PROMPT = "<|im_start|>user\nWhat is the capital of France?<|im_end|>\n<|im_start|>assistant\n"
+
+
+@pytest.fixture(scope="module")
+def smollm2_nf4_dir(smollm2_hf_dir: Path, tmp_path_factory) -> Path:
+    return quantize_nf4(smollm2_hf_dir, tmp_path_factory.mktemp("smol-nf4") / "nf4")
+
+
 @pytest.mark.slow
-def test_smollm2_nf4_roundtrip(smollm2_hf_dir: Path, tmp_path: Path):
-    out = quantize_nf4(smollm2_hf_dir, tmp_path / "smol-nf4")
-    size = (out / "model.safetensors").stat().st_size
+def test_smollm2_nf4_roundtrip(smollm2_hf_dir: Path, smollm2_nf4_dir: Path):
+    from transformers import AutoTokenizer
+
+    size = (smollm2_nf4_dir / "model.safetensors").stat().st_size
     src_size = (smollm2_hf_dir / "model.safetensors").stat().st_size
     # 4-bit linear layers + bf16 embeddings (49152 x 576, tied) instead of float32 everything.
     assert size < 0.25 * src_size, (size, src_size)
     print(f"SmolLM2 NF4 safetensors: {size} bytes (F32 source {src_size})")
-    tokens = _generate(
-        out, "<|im_start|>user\nWhat is the capital of France?<|im_end|>\n<|im_start|>assistant\n"
-    )
-    from transformers import AutoTokenizer
+    tokens = _generate(smollm2_nf4_dir, SMOL_PROMPT)
+    assert "Paris" in AutoTokenizer.from_pretrained(smollm2_nf4_dir).decode(tokens)
 
-    assert "Paris" in AutoTokenizer.from_pretrained(out).decode(tokens)
+
+@pytest.mark.slow
+def test_smollm2_nf4_to_gguf_chain(smollm2_nf4_dir: Path, tmp_path: Path):
+    """The seeds' chain: NF4 -> dequantize -> our converter -> llama.cpp still answers."""
+    llama_cpp = pytest.importorskip("llama_cpp")
+    full = dequantize_nf4(smollm2_nf4_dir, tmp_path / "deq")
+    gguf_path = convert_hf_to_gguf(full, tmp_path / "chain-f16.gguf", "f16")
+    llm = llama_cpp.Llama(model_path=str(gguf_path), n_ctx=128, n_threads=2, verbose=False)
+    out = llm(SMOL_PROMPT, max_tokens=8, temperature=0.0)["choices"][0]["text"]
+    assert "Paris" in out, out
