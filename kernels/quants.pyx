@@ -197,8 +197,12 @@ def convert_flat(int qtype, const float[::1] src, uint8_t[::1] dst, int nthreads
     cdef int64_t c, lo, hi
     cdef const float* sp = &src[0]
     cdef uint8_t* dp = &dst[0]
-    cdef int nt = nthreads if nthreads > 0 else 1
+    cdef int nt = _threads_for(nthreads, nchunks)
     cdef quant_fn fn = QUANT[qtype]
+    if nt == 1:  # no OpenMP region at all: see the fork note in pocketquant/quants.py
+        with nogil:
+            fn(sp, dp, n, NULL)
+        return
     for c in prange(nchunks, nogil=True, schedule="static", num_threads=nt):
         lo = c * chunk
         hi = lo + chunk
@@ -218,7 +222,11 @@ def count_nonfinite(const float[::1] x, int nthreads=1):
     if n == 0:
         return 0
     p = <const uint32_t*>&x[0]
-    cdef int nt = nthreads if nthreads > 0 else 1
+    cdef int nt = _threads_for(nthreads, nchunks)
+    if nt == 1:
+        with nogil:
+            total = count_nonfinite_span(p, 0, n)
+        return total
     for c in prange(nchunks, nogil=True, schedule="static", num_threads=nt):
         lo = c * chunk
         hi = lo + chunk

@@ -92,11 +92,31 @@ def row_nbytes(qtype: QType | int | str, n_per_row: int) -> int:
     return n_per_row // blck * size
 
 
+# GNU OpenMP (libgomp) is not fork-safe: a child forked after the parent ran a parallel region
+# hangs in its first one. A forked child therefore runs the kernel on its own thread (same bytes);
+# processes started fresh (subprocess, DVC stages) are unaffected.
+_omp_started = False
+_forked_after_omp = False
+
+
+def _after_fork_in_child() -> None:
+    global _forked_after_omp
+    _forked_after_omp = _omp_started
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
 def _threads(threads: int | None) -> int:
+    global _omp_started
     if threads is None:
-        return os.cpu_count() or 1
-    if threads < 1:
+        threads = os.cpu_count() or 1
+    elif threads < 1:
         raise KernelInputError(f"threads must be >= 1, got {threads}")
+    if _forked_after_omp:
+        return 1
+    if threads > 1:
+        _omp_started = True
     return int(threads)
 
 

@@ -3,6 +3,8 @@ decoders, bad-input errors, and identical bytes at any thread count."""
 
 from __future__ import annotations
 
+import multiprocessing
+
 import gguf
 import numpy as np
 import pytest
@@ -131,3 +133,23 @@ def test_count_nonfinite():
     assert quants.count_nonfinite(x.reshape(1, -1)[:, ::3]) == int((~np.isfinite(x[::3])).sum())
     h = np.array([1.0, np.inf, np.nan, 65504.0], dtype=np.float16)
     assert quants.count_nonfinite(h) == 2
+
+
+def _child_quantize(x, conn):
+    conn.send(quants.quantize(x, "q4_k", threads=2).tobytes())
+
+
+def test_forked_child_does_not_hang_after_parent_used_threads():
+    # libgomp is not fork-safe; the kernel must fall back to one thread in a forked child
+    x = _data(8, 512)
+    want = quants.quantize(x, "q4_k", threads=2).tobytes()
+    ctx = multiprocessing.get_context("fork")
+    parent, child = ctx.Pipe()
+    p = ctx.Process(target=_child_quantize, args=(x, child))
+    p.start()
+    p.join(60)
+    if p.is_alive():
+        p.kill()
+        pytest.fail("kernel hung in a forked child")
+    assert p.exitcode == 0
+    assert parent.recv() == want
