@@ -153,3 +153,13 @@ def test_forked_child_does_not_hang_after_parent_used_threads():
         pytest.fail("kernel hung in a forked child")
     assert p.exitcode == 0
     assert parent.recv() == want
+
+
+@pytest.mark.parametrize("qtype", ["q4_k", "q6_k", "q4_1", "f16"])
+def test_row_chunks_concatenate_to_the_same_bytes(qtype):
+    # callers may stream a big tensor through the kernel a few rows at a time
+    x = _data(rows=29, width=512, seed=4)
+    qw = np.random.default_rng(2).random(512).astype(np.float32) + 0.5
+    whole = quants.quantize(x, qtype, imatrix=qw)
+    parts = [quants.quantize(x[a : a + 5], qtype, imatrix=qw) for a in range(0, 29, 5)]
+    assert np.array_equal(np.concatenate(parts), whole)
