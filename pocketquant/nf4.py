@@ -16,7 +16,7 @@ from typing import Any
 
 from pocketquant.atomic import atomic_path
 from pocketquant.errors import ConfigError
-from pocketquant.models.checkpoint import normalize_checkpoint_files, validate_model_dir, weight_files
+from pocketquant.models.checkpoint import save_checkpoint, validate_model_dir, weight_files
 
 COMPUTE_DTYPES = ("bfloat16", "float16", "float32")
 # bitsandbytes' blockwise kernels accept these block sizes.
@@ -66,10 +66,8 @@ def quantize_nf4(
         _requantize_blocksize(model, model_dir, blocksize, dtype)
     tokenizer = AutoTokenizer.from_pretrained(model_dir)
     with atomic_path(out_dir, directory=True) as tmp:
-        model.save_pretrained(tmp, safe_serialization=True, max_shard_size="1000GB")
-        tokenizer.save_pretrained(tmp)
+        save_checkpoint(model, tokenizer, tmp)
         _record_blocksize(tmp / "config.json", blocksize)
-        normalize_checkpoint_files(tmp)
     return out_dir
 
 
@@ -182,7 +180,5 @@ def dequantize_nf4(
     model.generation_config = quantized.generation_config
     tokenizer = AutoTokenizer.from_pretrained(nf4_dir)
     with atomic_path(out_dir, directory=True) as tmp:
-        model.save_pretrained(tmp, safe_serialization=True, max_shard_size="1000GB")
-        tokenizer.save_pretrained(tmp)
-        normalize_checkpoint_files(tmp)
+        save_checkpoint(model, tokenizer, tmp)
     return out_dir

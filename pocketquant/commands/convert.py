@@ -24,7 +24,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         default="f16",
         help="type of 2-D weights (norms stay F32); default: f16",
     )
-    parser.add_argument("--name", default=None, help="general.name in the file (default: the directory name)")
+    parser.add_argument(
+        "--name", default=None, help="general.name (default: from config.json, else the directory name)"
+    )
     parser.set_defaults(func=run)
 
 

@@ -169,7 +169,7 @@ def convert_hf_to_gguf(
     """Convert the HF Llama checkpoint in `model_dir` to a GGUF file at `out_path`.
 
     outtype: 'f16' (default), 'bf16' or 'f32' for 2-D weights; norms and rope_freqs are F32.
-    name: general.name (default: the directory name)."""
+    name: general.name (default: the name recorded in config.json, else the directory name)."""
     model_dir = Path(model_dir)
     out_path = Path(out_path)
     key = outtype.lower()
@@ -181,7 +181,7 @@ def convert_hf_to_gguf(
 
     with atomic_path(out_path) as tmp:
         writer = gguf.GGUFWriter(path=None, arch="llama")
-        _write_metadata(writer, config, hp, ftype, name or model_dir.name)
+        _write_metadata(writer, config, hp, ftype, name or _model_name(config, model_dir))
         load_vocab(model_dir, hp["vocab_size"]).add_to_gguf(writer)
         _add_tensors(writer, model_dir, config, hp, qtype)
         writer.write_header_to_file(path=tmp)
@@ -189,6 +189,14 @@ def convert_hf_to_gguf(
         writer.write_tensors_to_file(progress=progress)
         writer.close()
     return out_path
+
+
+def _model_name(config: dict[str, Any], model_dir: Path) -> str:
+    """general.name: the model's own name when the checkpoint records one (not a machine path)."""
+    recorded = config.get("_name_or_path") or config.get("_model_name_or_path") or ""
+    if recorded and not recorded.startswith(("/", ".", "~")):
+        return recorded.rstrip("/").split("/")[-1]
+    return model_dir.name
 
 
 def _hparams(model_dir: Path, config: dict[str, Any]) -> dict[str, Any]:
