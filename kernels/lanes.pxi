@@ -43,12 +43,14 @@ cdef extern from "emmintrin.h" nogil:
     __m128i _mm_sub_epi32(__m128i, __m128i)
     __m128i _mm_add_epi32(__m128i, __m128i)
     __m128i _mm_cmpgt_epi32(__m128i, __m128i)
+    __m128i _mm_cmpeq_epi32(__m128i, __m128i)
     __m128 _mm_cvtepi32_ps(__m128i)
     __m128i _mm_cvttps_epi32(__m128)
     void _mm_storeu_si128(__m128i*, __m128i)
     __m128i _mm_slli_epi32(__m128i, int)
     __m128i _mm_packs_epi32(__m128i, __m128i)
     __m128i _mm_packus_epi16(__m128i, __m128i)
+    __m128i _mm_packs_epi16(__m128i, __m128i)
 
 cdef extern from *:
     int __builtin_ctz(unsigned int) nogil

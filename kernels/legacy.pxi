@@ -55,27 +55,6 @@ cdef void lanes_fit_qkx(const float* x, const float* qw, float sigma2, int nmax,
             L[32 * k + i] = Lt[i * NL + k]
 
 
-cdef void quantize_row_q8_0(const float* x, uint8_t* y, int64_t n, const float* qw) noexcept nogil:
-    # The importance matrix is ignored for Q8_0, as in llama.cpp.
-    cdef int64_t ib
-    cdef int j
-    cdef float amax, ax, d, id
-    cdef const float* xb
-    cdef uint8_t* yb
-    for ib in range(n // 32):
-        xb = x + ib * 32
-        yb = y + ib * 34
-        amax = 0
-        for j in range(32):
-            ax = fabsf(xb[j])
-            amax = amax if amax > ax else ax
-        d = amax / <float>127.0
-        id = <float>1.0 / d if d != 0 else <float>0.0
-        store_f16(yb, d)
-        for j in range(32):
-            yb[2 + j] = <uint8_t><int8_t>roundf(xb[j] * id)
-
-
 cdef inline float hmax4(__m128 v) noexcept nogil:
     v = _mm_max_ps(v, _mm_movehl_ps(v, v))
     return _mm_cvtss_f32(_mm_max_ps(v, _mm_shuffle_ps(v, v, 1)))
@@ -186,6 +165,46 @@ cdef inline void pack_q5_codes(const uint8_t* L, uint8_t* qh_out, uint8_t* qs) n
     qh_out[1] = <uint8_t>((qh >> 8) & 0xff)
     qh_out[2] = <uint8_t>((qh >> 16) & 0xff)
     qh_out[3] = <uint8_t>(qh >> 24)
+
+
+cdef void quantize_row_q8_0(const float* x, uint8_t* y, int64_t n, const float* qw) noexcept nogil:
+    # The importance matrix is ignored for Q8_0, as in llama.cpp. amax = max |x| (order-free);
+    # codes = roundf(x * id), half away from zero: trunc, then +-1 where the exact remainder
+    # x*id - trunc(x*id) reaches one half. The byte is the low byte of the 32-bit conversion, as
+    # C's (int8_t) of a float compiles on x86-64: x*id = +-inf or NaN (a subnormal block, where
+    # 1/d overflows) converts to 0x80000000 and stores 0x00 there too.
+    cdef int64_t ib
+    cdef int k
+    cdef float amax, d, id
+    cdef const float* xb
+    cdef uint8_t* yb
+    cdef __m128 sign = _mm_set1_ps(<float>-0.0), half = _mm_set1_ps(<float>0.5), one = _mm_set1_ps(<float>1.0)
+    cdef __m128 m0, m1, v, vid
+    cdef __m128i t, adj
+    cdef __m128i invalid = _mm_set1_epi32(-2147483648), low8 = _mm_set1_epi32(0xff)
+    cdef __m128i q[8]
+    for ib in range(n // 32):
+        xb = x + ib * 32
+        yb = y + ib * 34
+        m0 = _mm_andnot_ps(sign, _mm_loadu_ps(xb))
+        m1 = _mm_andnot_ps(sign, _mm_loadu_ps(xb + 4))
+        for k in range(8, 32, 8):
+            m0 = _mm_max_ps(m0, _mm_andnot_ps(sign, _mm_loadu_ps(xb + k)))
+            m1 = _mm_max_ps(m1, _mm_andnot_ps(sign, _mm_loadu_ps(xb + k + 4)))
+        amax = hmax4(_mm_max_ps(m0, m1))
+        d = amax / <float>127.0
+        id = <float>1.0 / d if d != 0 else <float>0.0
+        store_f16(yb, d)
+        vid = _mm_set1_ps(id)
+        for k in range(8):
+            v = _mm_mul_ps(_mm_loadu_ps(xb + 4 * k), vid)
+            t = _mm_cvttps_epi32(v)
+            m0 = _mm_cmpnlt_ps(_mm_andnot_ps(sign, _mm_sub_ps(v, _mm_cvtepi32_ps(t))), half)
+            adj = _mm_cvttps_epi32(_mm_and_ps(m0, _mm_or_ps(_mm_and_ps(v, sign), one)))
+            adj = _mm_andnot_si128(_mm_cmpeq_epi32(t, invalid), adj)  # no rounding step for inf/NaN
+            q[k] = _mm_and_si128(_mm_add_epi32(t, adj), low8)
+        _mm_storeu_si128(<__m128i*>(yb + 2), _mm_packus_epi16(_mm_packs_epi32(q[0], q[1]), _mm_packs_epi32(q[2], q[3])))
+        _mm_storeu_si128(<__m128i*>(yb + 18), _mm_packus_epi16(_mm_packs_epi32(q[4], q[5]), _mm_packs_epi32(q[6], q[7])))
 
 
 cdef void quantize_row_q4_0(const float* x, uint8_t* y, int64_t n, const float* qw) noexcept nogil:
