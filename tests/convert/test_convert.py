@@ -282,3 +282,24 @@ def test_smollm2_f16_logprobs(llama_cpp, smollm2_hf_dir: Path, tmp_path: Path):
     res = logprob_agreement(smollm2_hf_dir, f16, ids)
     print(f"SmolLM2 F16: {res}")
     assert res.top1_agreement >= 0.95 and res.max_abs_diff < 0.15, res  # measured 0.063
+
+
+@pytest.mark.slow
+def test_smollm2_reproduces_the_llama_cpp_converted_file(smollm2_gguf_f32: Path):
+    """The package's GGUF was made by llama.cpp's converter (then Q4_1). Acquire (transformers
+    dequantizes and un-permutes) + our converter must give back the same tensor values, and the
+    same tokenizer metadata: vocabulary, merges, token types, special ids, pre-type, template."""
+    from pocketquant.models import embedded_gguf_path
+
+    ref = gguf.GGUFReader(embedded_gguf_path())
+    ours = gguf.GGUFReader(smollm2_gguf_f32)
+    for key in ref.fields:
+        if key.startswith("tokenizer.") and key != "tokenizer.ggml.add_space_prefix":
+            assert _field(ours, key) == _field(ref, key), key
+    ref_tensors = {t.name: t for t in ref.tensors}
+    our_tensors = {t.name: t for t in ours.tensors}
+    assert set(ref_tensors) == set(our_tensors)
+    for name, t in ref_tensors.items():
+        mine = np.asarray(our_tensors[name].data)
+        restored = gguf.quants.dequantize(t.data, t.tensor_type).reshape(mine.shape)
+        np.testing.assert_array_equal(restored, mine, err_msg=name)  # q/k permutation included
