@@ -48,6 +48,9 @@ class Vocab:
     add_bos: bool = False
     add_eos: bool = False
     chat_template: str | None = None
+    # BPE: False, as llama.cpp's converter writes for Llama 3 / SmolLM2; SentencePiece: leave
+    # llama.cpp's default (a dummy prefix space, like sentencepiece's add_dummy_prefix).
+    add_space_prefix: bool | None = None
 
     def add_to_gguf(self, writer: gguf.GGUFWriter) -> None:
         writer.add_tokenizer_model(self.model)
@@ -67,6 +70,8 @@ class Vocab:
         for kind in ("bos", "eos", "unk", "pad"):
             if kind in self.special_ids:
                 adders[kind](self.special_ids[kind])
+        if self.add_space_prefix is not None:
+            writer.add_add_space_prefix(self.add_space_prefix)
         writer.add_add_bos_token(self.add_bos)
         writer.add_add_eos_token(self.add_eos)
         if self.chat_template:
@@ -181,7 +186,8 @@ def _bpe_vocab(model_dir: Path, tokenizer: Any, tok_json: dict[str, Any], vocab_
     merges = [m if isinstance(m, str) else " ".join(m) for m in raw_merges]
     if not merges:
         raise ConversionError(f"{model_dir / 'tokenizer.json'}: BPE model has no merges")
-    return Vocab("gpt2", detect_bpe_pre(tokenizer, tok_json), tokens, types, merges=merges)
+    pre = detect_bpe_pre(tokenizer, tok_json)
+    return Vocab("gpt2", pre, tokens, types, merges=merges, add_space_prefix=False)
 
 
 def _spm_vocab(model_dir: Path, tokenizer: Any, vocab_size: int) -> Vocab:
