@@ -25,7 +25,7 @@ def _quiet_logs(llama_cpp) -> None:
 
     @llama_cpp.llama_log_callback
     def _log(level, text, user_data):  # noqa: ARG001 - ctypes signature
-        if level == 2:  # GGML_LOG_LEVEL_ERROR
+        if level == 4:  # GGML_LOG_LEVEL_ERROR (ggml: NONE 0, DEBUG 1, INFO 2, WARN 3, ERROR 4, CONT 5)
             os.write(2, text)
 
     _LOG_CALLBACK = _log
