@@ -167,6 +167,33 @@ cdef inline void pack_q5_codes(const uint8_t* L, uint8_t* qh_out, uint8_t* qs) n
     qh_out[3] = <uint8_t>(qh >> 24)
 
 
+cdef inline void block_scales(const float* x, int64_t ib, int64_t nb, bint asym, float divisor,
+                              float* d4, float* id4, float* m4) noexcept nogil:
+    # Scale d (and min for the asymmetric types) of blocks ib..ib+3 when ib % 4 == 0: the four
+    # divisions d = range / divisor and id = d ? 1/d : 0 run as one SSE division each (exact per
+    # lane); leftover blocks at the row end get one lane filled. The caller reads lane ib % 4.
+    cdef float mn[4]
+    cdef float mx[4]
+    cdef float a
+    cdef int b, cnt
+    if ib % 4 != 0:
+        return
+    cnt = 4 if ib + 4 <= nb else <int>(nb - ib)
+    for b in range(4):
+        mn[b] = 0
+        mx[b] = 0
+    for b in range(cnt):
+        if asym:
+            minmax32(x + 32 * (ib + b), &mn[b], &mx[b])
+        else:
+            absmax_signed(x + 32 * (ib + b), &a, &mx[b])
+    cdef __m128 vmx = _mm_loadu_ps(mx), vmn = _mm_loadu_ps(mn)
+    cdef __m128 vd = _mm_div_ps(_mm_sub_ps(vmx, vmn) if asym else vmx, _mm_set1_ps(divisor))
+    _mm_storeu_ps(d4, vd)
+    _mm_storeu_ps(id4, _mm_and_ps(_mm_cmpneq_ps(vd, _mm_setzero_ps()), _mm_div_ps(_mm_set1_ps(<float>1.0), vd)))
+    _mm_storeu_ps(m4, vmn)
+
+
 cdef void quantize_row_q8_0(const float* x, uint8_t* y, int64_t n, const float* qw) noexcept nogil:
     # The importance matrix is ignored for Q8_0, as in llama.cpp. amax = max |x| (order-free);
     # codes = roundf(x * id), half away from zero: trunc, then +-1 where the exact remainder
@@ -219,6 +246,9 @@ cdef void quantize_row_q4_0(const float* x, uint8_t* y, int64_t n, const float* 
     cdef int64_t nb = n // 32
     cdef uint8_t xi0, xi1
     cdef __m128i q[8]
+    cdef float d4[4]
+    cdef float id4[4]
+    cdef float m4[4]
     cdef const float* xb
     cdef uint8_t* yb
     if qw != NULL:
@@ -227,9 +257,9 @@ cdef void quantize_row_q4_0(const float* x, uint8_t* y, int64_t n, const float* 
         xb = x + ib * 32
         yb = y + ib * 18
         if qw == NULL:
-            absmax_signed(xb, &amax, &vmax)
-            d = vmax / <float>-8.0
-            id = <float>1.0 / d if d != 0 else <float>0.0
+            block_scales(x, ib, nb, False, <float>-8.0, d4, id4, m4)
+            d = d4[ib % 4]
+            id = id4[ib % 4]
             store_f16(yb, d)
             # (x - 0.0) == x exactly, so the shared (x - shift)*id form keeps the bytes
             codes8(xb, id, <float>8.5, <float>0.0, 15, q)
@@ -259,6 +289,9 @@ cdef void quantize_row_q5_0(const float* x, uint8_t* y, int64_t n, const float* 
     cdef float dg[NL]
     cdef int64_t nb = n // 32
     cdef __m128i q[8]
+    cdef float d4[4]
+    cdef float id4[4]
+    cdef float m4[4]
     cdef const float* xb
     cdef uint8_t* yb
     if qw != NULL:
@@ -267,9 +300,9 @@ cdef void quantize_row_q5_0(const float* x, uint8_t* y, int64_t n, const float* 
         xb = x + ib * 32
         yb = y + ib * 22
         if qw == NULL:
-            absmax_signed(xb, &amax, &vmax)
-            d = vmax / <float>-16.0
-            id = <float>1.0 / d if d != 0 else <float>0.0
+            block_scales(x, ib, nb, False, <float>-16.0, d4, id4, m4)
+            d = d4[ib % 4]
+            id = id4[ib % 4]
             codes8(xb, id, <float>16.5, <float>0.0, 31, q)
             store_f16(yb, d)
             store_high_bits(q, yb + 2)
@@ -302,6 +335,9 @@ cdef void quantize_row_q4_1(const float* x, uint8_t* y, int64_t n, const float* 
     cdef int64_t nb = n // 32
     cdef uint8_t xi0, xi1
     cdef __m128i q[8]
+    cdef float d4[4]
+    cdef float id4[4]
+    cdef float m4[4]
     cdef const float* xb
     cdef uint8_t* yb
     if qw != NULL:
@@ -310,9 +346,10 @@ cdef void quantize_row_q4_1(const float* x, uint8_t* y, int64_t n, const float* 
         xb = x + ib * 32
         yb = y + ib * 20
         if qw == NULL:
-            minmax32(xb, &vmin, &vmax)
-            d = (vmax - vmin) / <float>15.0
-            id = <float>1.0 / d if d != 0 else <float>0.0
+            block_scales(x, ib, nb, True, <float>15.0, d4, id4, m4)
+            d = d4[ib % 4]
+            id = id4[ib % 4]
+            vmin = m4[ib % 4]
             store_f16(yb, d)
             store_f16(yb + 2, vmin)
             codes8(xb, id, <float>0.5, vmin, 15, q)
@@ -344,6 +381,9 @@ cdef void quantize_row_q5_1(const float* x, uint8_t* y, int64_t n, const float* 
     cdef float mg[NL]
     cdef int64_t nb = n // 32
     cdef __m128i q[8]
+    cdef float d4[4]
+    cdef float id4[4]
+    cdef float m4[4]
     cdef const float* xb
     cdef uint8_t* yb
     if qw != NULL:
@@ -352,9 +392,10 @@ cdef void quantize_row_q5_1(const float* x, uint8_t* y, int64_t n, const float* 
         xb = x + ib * 32
         yb = y + ib * 24
         if qw == NULL:
-            minmax32(xb, &vmin, &vmax)
-            d = (vmax - vmin) / <float>31.0
-            id = <float>1.0 / d if d != 0 else <float>0.0
+            block_scales(x, ib, nb, True, <float>31.0, d4, id4, m4)
+            d = d4[ib % 4]
+            id = id4[ib % 4]
+            vmin = m4[ib % 4]
             store_f16(yb, d)
             store_f16(yb + 2, vmin)
             codes8(xb, id, <float>0.5, vmin, -1, q)  # no clamp, as in llama.cpp
