@@ -57,22 +57,21 @@ def smollm2_f16(smollm2_q41: Path, qdir: Path) -> Path:
     return out
 
 
+def _random_llama(path: Path, shape: LlamaShape, dtype: GGMLType, seed: int) -> Path:
+    write_random_llama(path, shape, dtype=dtype, seed=seed, pool_size=1 << 20)
+    return path
+
+
 @pytest.fixture(scope="session")
 def tiny_f32(qdir: Path) -> Path:
-    out = qdir / "tiny-f32.gguf"
-    write_random_llama(out, TINY, dtype=GGMLType.F32, seed=1, pool_size=1 << 20)
-    return out
+    return _random_llama(qdir / "tiny-f32.gguf", TINY, GGMLType.F32, seed=1)
 
 
 @pytest.fixture(scope="session")
 def tiny_f16(qdir: Path) -> Path:
-    out = qdir / "tiny-f16.gguf"
-    write_random_llama(out, TINY, dtype=GGMLType.F16, seed=2, pool_size=1 << 20)
-    return out
+    return _random_llama(qdir / "tiny-f16.gguf", TINY, GGMLType.F16, seed=2)
 
 
 @pytest.fixture(scope="session")
 def odd_f32(qdir: Path) -> Path:
-    out = qdir / "odd-f32.gguf"
-    write_random_llama(out, ODD, dtype=GGMLType.F32, seed=3, pool_size=1 << 16)
-    return out
+    return _random_llama(qdir / "odd-f32.gguf", ODD, GGMLType.F32, seed=3)
