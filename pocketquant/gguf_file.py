@@ -325,10 +325,12 @@ class GGUFFile:
         n_kv = cur.unpack("<Q", "KV count")
         # every KV needs >= 13 bytes (key length, type, 1-byte value), every tensor info >= 24
         if n_kv > self.file_size // 13:
-            raise cur.fail(f"corrupt header: KV count {n_kv} is impossible for a {self.file_size}-byte file")
+            raise cur.fail(
+                f"truncated or corrupt header: {n_kv} KVs cannot fit in a {self.file_size}-byte file"
+            )
         if n_tensors > self.file_size // 24:
             raise cur.fail(
-                f"corrupt header: tensor count {n_tensors} is impossible for a {self.file_size}-byte file"
+                f"truncated or corrupt header: {n_tensors} tensors cannot fit in a {self.file_size}-byte file"
             )
 
         self.kv: dict[str, KV] = {}
@@ -494,7 +496,8 @@ class GGUFWriter:
             name = _encode_str(t.name)
             nd = t.n_dims
             parts.append(struct.pack("<Q", len(name)) + name)
-            parts.append(struct.pack(f"<I{nd}QIQ", nd, *t.shape[:nd], int(t.type), t.offset))
+            ne = (*t.shape, 1, 1, 1, 1)[:nd]  # a 0-d tensor is written as [1], as ggml does
+            parts.append(struct.pack(f"<I{nd}QIQ", nd, *ne, int(t.type), t.offset))
         header = b"".join(parts)
         self.header_size = pad_to(len(header), self.alignment)
         self.f.write(header + bytes(self.header_size - len(header)))
