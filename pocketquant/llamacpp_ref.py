@@ -9,6 +9,7 @@ site-packages/llama_cpp/lib/; POCKETQUANT_LIBGGML_DIR overrides that directory.
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import importlib.util
 import os
@@ -132,20 +133,21 @@ def _llama_api():
     return L
 
 
-def _silence_llama_logs() -> None:
-    # llama_model_quantize logs every tensor to stderr; keep test and benchmark output readable
-    import llama_cpp
+@contextlib.contextmanager
+def _quiet_llama_logs(quiet: bool):
+    """llama_model_quantize logs every tensor through llama-cpp-python's logger; show only errors
+    for the duration of the call (the logger's previous level is restored afterwards)."""
+    import logging
 
-    L = _llama_api()
-    if getattr(_silence_llama_logs, "_cb", None) is None:
+    from llama_cpp._logger import logger as log  # importing it installs the log callback
 
-        @ctypes.CFUNCTYPE(None, ctypes.c_int, ctypes.c_char_p, ctypes.c_void_p)
-        def _quiet(level, text, user_data):  # noqa: ARG001
-            pass
-
-        _silence_llama_logs._cb = _quiet  # type: ignore[attr-defined]  # keep the callback alive
-        L.llama_log_set(_quiet, ctypes.c_void_p(0))
-    del llama_cpp
+    before = log.level
+    if quiet:
+        log.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        log.setLevel(before)
 
 
 def llama_quantize(
@@ -174,8 +176,6 @@ def llama_quantize(
     from pocketquant.quantize.ftypes import parse_ftype
 
     L = _llama_api()
-    if quiet:
-        _silence_llama_logs()
     ft = parse_ftype(ftype)
     params = L.llama_model_quantize_default_params()
     params.nthread = nthread
@@ -231,7 +231,8 @@ def llama_quantize(
         params.kv_overrides = ctypes.cast(ov, ctypes.POINTER(L.llama_model_kv_override))
         keep.append(ov)
 
-    rc = L.llama_model_quantize(os.fsencode(src), os.fsencode(dst), ctypes.byref(params))
+    with _quiet_llama_logs(quiet):
+        rc = L.llama_model_quantize(os.fsencode(src), os.fsencode(dst), ctypes.byref(params))
     del keep
     if rc != 0:
         raise RuntimeError(f"llama_model_quantize({src} -> {dst}, {ft.name}) failed with status {rc}")
