@@ -10,7 +10,8 @@ and one metadata entry "pocketquant" (JSON: n_ctx, chunks, k, add_bos, bos_id, n
 model, corpus name + sha256). 20 chunks x 255 positions x k=256 is 10.4 MB, where llama.cpp's
 full uint16 log-prob file is 500 MB for a 49k vocab. The KL divergence computed from it is a lower
 bound of the full-vocabulary value (see pocketquant.evaluate.scoring; measured error in
-docs/evaluation.md: top-256 keeps 88% of the mean KLD of Q4_1 vs F32 SmolLM2, top-64 78%). A single metadata key keeps the header byte-stable
+docs/evaluation.md: top-256 keeps 88% of the mean KLD of Q4_1 vs F32 SmolLM2, top-64 78%).
+A single metadata key keeps the header byte-stable
 (safetensors writes metadata from a hash map).
 """
 

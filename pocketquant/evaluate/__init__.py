@@ -1,0 +1,19 @@
+"""Evaluation: every variant measured the same way (size, llama.cpp-style perplexity, KL divergence
+and top-1 agreement against the base, runtime, generations, multiple-choice accuracy).
+
+Modules (one job each; import the one you need, torch is only loaded where scoring happens):
+  corpus     load_corpus(name, path) -> Corpus            default / wikitext2 / any text file
+  chunks     make_chunks(...)                             llama.cpp's chunking (BOS, second half scored)
+  model      open_model(path) -> LanguageModel            .gguf -> llama.cpp, HF dir -> transformers
+  llamacpp   LlamaCppModel                                 llama-cpp-python low-level engine
+  hf         TransformersModel                             transformers engine (base, NF4)
+  scoring    score_rows / top_k_summary / kl_from_topk    vectorized NLL, top-k summary, KL
+  reference  compute/save/load_reference                  the base's compact log-probs file
+  quality    perplexity(), evaluate_quality()             PPL, KLD stats, top-1 agreement
+  size       model_size(path, base_n_params)              bytes, GiB, bpw, reduction vs BF16
+  runtime    measure_runtime(path, text, threads=...)     load, pp/tg tokens/s, TTFT, peak RSS
+  generate   generate_texts(model, prompts)               greedy completions of fixed prompts
+  choice     load_tasks(), mc_accuracy()                  multiple-choice accuracy by log-likelihood
+  metrics    build_metrics(), write_json()                metrics JSON for dvc metrics / exp show
+  variant    build_reference(), evaluate_variant()        the two calls the pipeline stages make
+"""
