@@ -1,12 +1,17 @@
 """Stage quantize: one scheme (params `quant`) -> the variant directory.
 
-GGUF schemes: the base GGUF through our kernel -> <out>/<model>-<scheme>.gguf.
+GGUF schemes: the base GGUF through our kernel -> <out>/<model>-<scheme>.gguf, weighted by the
+calibrate stage's importance matrix when quant.imatrix=true. With quant.source=nf4 the GGUF input
+is the NF4 chain instead: the HF checkpoint quantized to NF4 (bitsandbytes defaults: blocksize 64,
+double quant, bf16), dequantized and converted like the base.
 nf4: the HF checkpoint through bitsandbytes -> <out> is a 4-bit HF checkpoint directory.
 """
 
 from __future__ import annotations
 
 import argparse
+import tempfile
+from pathlib import Path
 
 from common import load_params, run, threads
 
@@ -14,29 +19,30 @@ from pocketquant.atomic import atomic_path
 from pocketquant.errors import ConfigError
 
 
+def nf4_chain_gguf(model: str, workdir: Path, *, outtype: str, name: str) -> Path:
+    """HF checkpoint -> NF4 -> dequantized HF checkpoint -> GGUF (the papers' chain)."""
+    from pocketquant.convert import convert_hf_to_gguf
+    from pocketquant.nf4 import dequantize_nf4, quantize_nf4
+
+    nf4 = quantize_nf4(model, workdir / "nf4")
+    hf = dequantize_nf4(nf4, workdir / "hf")
+    return convert_hf_to_gguf(hf, workdir / "nf4-chain.gguf", outtype=outtype, name=name)
+
+
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__)
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--model", required=True, help="HF checkpoint directory (acquire's output)")
     ap.add_argument("--gguf", required=True, help="base GGUF (convert's output)")
+    ap.add_argument("--calib", required=True, help="the calibrate stage's output directory")
     ap.add_argument("--out", required=True, help="variant directory to write")
     args = ap.parse_args()
     p = load_params()
-    q = p["quant"]
-    if q["family"] == "gguf":
-        from pocketquant.quantize import quantize_gguf
-
-        if q.get("imatrix"):
-            raise ConfigError("quant.imatrix=true needs the calibrate stage, which this pipeline lacks yet")
-        with atomic_path(args.out, directory=True) as tmp:
-            quantize_gguf(
-                args.gguf,
-                tmp / f"{p['model']['name']}-{q['name']}.gguf",
-                q["ftype"],
-                threads=threads(q["threads"]),
-            )
-    elif q["family"] == "nf4":
+    q, name = p["quant"], p["model"]["name"]
+    if q["family"] == "nf4":
         from pocketquant.nf4 import quantize_nf4
 
+        if q["source"] != "base" or q["imatrix"]:
+            raise ConfigError("quant=nf4 takes quant.source=base and quant.imatrix=false")
         if q["threads"]:
             import torch
 
@@ -48,8 +54,31 @@ def main() -> None:
             double_quant=q["double_quant"],
             compute_dtype=q["compute_dtype"],
         )
-    else:
+        return
+    if q["family"] != "gguf":
         raise ConfigError(f"quant.family={q['family']!r} is not one of: gguf, nf4")
+    if q["source"] not in ("base", "nf4"):
+        raise ConfigError(f"quant.source={q['source']!r} is not one of: base, nf4")
+    imatrix = Path(args.calib) / "imatrix.gguf" if q["imatrix"] else None
+    if imatrix is not None and not imatrix.is_file():
+        raise ConfigError(f"quant.imatrix=true but {imatrix} is missing: run the calibrate stage")
+    from pocketquant.quantize import quantize_gguf
+
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    # Intermediate files of the NF4 chain live beside the output (same disk), named so DVC ignores them.
+    with tempfile.TemporaryDirectory(prefix=".quantize-", suffix=".tmp", dir=out.parent) as work:
+        src = Path(args.gguf)
+        if q["source"] == "nf4":
+            src = nf4_chain_gguf(args.model, Path(work), outtype=p["convert"]["outtype"], name=name)
+        with atomic_path(out, directory=True) as tmp:
+            quantize_gguf(
+                src,
+                tmp / f"{name}-{q['name']}.gguf",
+                q["ftype"],
+                threads=threads(q["threads"]),
+                imatrix=imatrix,
+            )
 
 
 if __name__ == "__main__":
