@@ -28,6 +28,17 @@ def threads(n: int | None) -> int | None:
     return int(n) if n else None
 
 
+def variant_label(quant: dict[str, Any]) -> str:
+    """The variant's name in files, metrics and reports: the scheme, plus how it was made when that
+    differs from the plain one (q4_k_m-imatrix, q4_k_m-from-nf4), so experiments stay distinguishable."""
+    label = str(quant["name"])
+    if quant.get("imatrix"):
+        label += "-imatrix"
+    if quant.get("source", "base") != "base":
+        label += f"-from-{quant['source']}"
+    return label
+
+
 def variant_path(variant_dir: Path) -> Path:
     """The quantize stage's output: the one .gguf inside it, or the dir itself (an NF4 checkpoint)."""
     ggufs = sorted(variant_dir.glob("*.gguf"))

@@ -6,7 +6,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from common import load_params, run, threads, variant_path
+from common import load_params, run, threads, variant_label, variant_path
 
 from pocketquant.evaluate.corpus import load_corpus
 from pocketquant.evaluate.size import model_size
@@ -15,7 +15,7 @@ from pocketquant.evaluate.variant import evaluate_variant
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
-    ap.add_argument("--name", help="row name in the report (default: params quant.name)")
+    ap.add_argument("--name", help="row name in the report (default: the variant's label from params quant)")
     ap.add_argument("--model", required=True, help="variant: quantize's output dir, or a GGUF file")
     ap.add_argument("--base", required=True, help="base HF checkpoint directory (for the BF16 size)")
     ap.add_argument("--reference", required=True, help="base log-probs (the reference stage's output)")
@@ -27,7 +27,7 @@ def main() -> None:
     model = Path(args.model)
     evaluate_variant(
         variant_path(model) if model.is_dir() else model,
-        name=args.name or p["quant"]["name"],
+        name=args.name or variant_label(p["quant"]),
         corpus=load_corpus(e["corpus"], e["corpus_path"]),
         reference=args.reference,
         metrics_out=args.metrics,

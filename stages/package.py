@@ -11,7 +11,7 @@ import argparse
 import json
 from pathlib import Path
 
-from common import load_params, run, variant_path
+from common import load_params, run, variant_label, variant_path
 
 from pocketquant.atomic import atomic_path
 from pocketquant.package.build import build_package, head_commit, slug
@@ -24,7 +24,7 @@ def main() -> None:
     ap.add_argument("--out", required=True, help="package directory to write")
     args = ap.parse_args()
     p = load_params()
-    model, scheme, pkg = p["model"]["name"], p["quant"]["name"], p["package"]
+    model, scheme, pkg = p["model"]["name"], variant_label(p["quant"]), p["package"]
     variant = variant_path(Path(args.variant))
     with atomic_path(args.out, directory=True) as tmp:
         if variant.suffix != ".gguf":

@@ -13,7 +13,7 @@ import argparse
 import tempfile
 from pathlib import Path
 
-from common import load_params, run, threads
+from common import load_params, run, threads, variant_label
 
 from pocketquant.atomic import atomic_path
 from pocketquant.errors import ConfigError
@@ -74,7 +74,7 @@ def main() -> None:
         with atomic_path(out, directory=True) as tmp:
             quantize_gguf(
                 src,
-                tmp / f"{name}-{q['name']}.gguf",
+                tmp / f"{name}-{variant_label(q)}.gguf",
                 q["ftype"],
                 threads=threads(q["threads"]),
                 imatrix=imatrix,
