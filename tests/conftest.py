@@ -26,7 +26,7 @@ def wikitext2_path() -> Path:
 
 @pytest.fixture(scope="session")
 def smollm2_hf_dir(tmp_path_factory) -> Path:
-    """The embedded SmolLM2-135M-Instruct, acquired as a float32 HF checkpoint (about 30 s)."""
+    """The embedded SmolLM2-135M-Instruct, acquired as a float32 HF checkpoint (30-60 s on 2 cores)."""
     from pocketquant.models import ModelSource, acquire_model
 
     return acquire_model(
