@@ -303,3 +303,30 @@ def test_smollm2_reproduces_the_llama_cpp_converted_file(smollm2_gguf_f32: Path)
         mine = np.asarray(our_tensors[name].data)
         restored = gguf.quants.dequantize(t.data, t.tensor_type).reshape(mine.shape)
         np.testing.assert_array_equal(restored, mine, err_msg=name)  # q/k permutation included
+
+
+def test_unsupported_tokenizer_and_rope_are_named(tiny_llama_dir: Path, tmp_path: Path):
+    import shutil
+
+    odd_tok = tmp_path / "odd-tokenizer"
+    shutil.copytree(tiny_llama_dir, odd_tok)
+    tok_json = json.loads((odd_tok / "tokenizer.json").read_text())
+    tok_json["pre_tokenizer"] = {
+        "type": "Sequence",
+        "pretokenizers": [
+            {"type": "Punctuation", "behavior": "Isolated"},
+            {"type": "ByteLevel", "add_prefix_space": False, "trim_offsets": True, "use_regex": True},
+        ],
+    }
+    (odd_tok / "tokenizer.json").write_text(json.dumps(tok_json))
+    with pytest.raises(ConversionError, match=r"BPE pre-tokenizer not recognized.*Punctuation"):
+        convert_hf_to_gguf(odd_tok, tmp_path / "odd.gguf")
+
+    yarn = tmp_path / "yarn"
+    shutil.copytree(tiny_llama_dir, yarn)
+    config = json.loads((yarn / "config.json").read_text())
+    config["rope_parameters"] = {"rope_type": "yarn", "factor": 4.0, "rope_theta": 10000.0}
+    (yarn / "config.json").write_text(json.dumps(config))
+    with pytest.raises(ConversionError, match=r"yarn.*config\.json|config\.json.*yarn"):
+        convert_hf_to_gguf(yarn, tmp_path / "yarn.gguf")
+    assert not list(tmp_path.glob("*.gguf*"))
