@@ -110,6 +110,14 @@ def test_dry_run_prints_the_plan_and_writes_nothing(tiny_f32: Path, tmp_path: Pa
     assert f"{real.stat().st_size:,} bytes" in size_line  # the predicted size is exact
 
 
+def test_help_lists_every_type():
+    from pocketquant.commands.quantize import TYPES_HELP
+    from pocketquant.quantize import FTYPES
+
+    listed = TYPES_HELP.split(" (")[0].split(", ")
+    assert listed == list(FTYPES)
+
+
 def test_console_entry_point_exit_status(tmp_path: Path):
     bad = tmp_path / "not.gguf"
     bad.write_text("plain text\n")

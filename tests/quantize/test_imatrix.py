@@ -21,12 +21,21 @@ MATMULS = ("attn_q", "attn_k", "attn_v", "attn_output", "ffn_gate", "ffn_up", "f
 
 
 def write_model_imatrix(
-    path: Path, model: Path, seed: int = 0, skip: str | None = None, bad_len: str | None = None
+    path: Path,
+    model: Path,
+    seed: int = 0,
+    skip: str | None = None,
+    bad_len: str | None = None,
+    extra: dict[str, int] | None = None,
 ):
     """An imatrix like llama-imatrix records for `model`: every blk.* matmul weight (input-column
-    sums of squares and a row count), nothing for token_embd / output."""
+    sums of squares and a row count), nothing for token_embd / output unless given in `extra`
+    (name -> length)."""
     rng = np.random.default_rng(seed)
     sums, counts = {}, {}
+    for name, n in (extra or {}).items():
+        counts[name] = 1000.0
+        sums[name] = rng.gamma(0.7, 1.0, n).astype(np.float32) * 1000
     with GGUFFile(model) as f:
         for t in f.tensors:
             if t.name.startswith("blk.") and any(f"{m}.weight" in t.name for m in MATMULS) and t.name != skip:
@@ -130,6 +139,19 @@ def test_quantize_with_imatrix_matches_llama_cpp(ftype, tiny_f32, tiny_imatrix, 
     if ftype == "Q4_0":  # the imatrix-only rule: the first L/8 ffn_down get Q4_1
         types = tensor_types(ours)
         assert [types[f"blk.{i}.ffn_down.weight"] for i in range(3)] == ["Q4_1", "Q4_0", "Q4_0"]
+
+
+def test_output_entry_used_and_misfit_token_embd_ignored_like_llama_cpp(tiny_f32, tmp_path, llama_ref):
+    """llama-quantize uses an output.weight entry and skips a token_embd entry of the wrong size."""
+    im = write_model_imatrix(
+        tmp_path / "im.gguf", tiny_f32, seed=9, extra={"output.weight": 256, "token_embd.weight": 100}
+    )
+    ours, theirs = tmp_path / "ours.gguf", tmp_path / "theirs.gguf"
+    report = quantize_gguf(tiny_f32, ours, "Q3_K_S", imatrix=im, threads=2, progress=False)
+    llama_ref.llama_quantize(tiny_f32, theirs, "Q3_K_S", nthread=2, imatrix=im)
+    assert gguf_diff(ours, theirs) is None
+    used = {p.name for p in report.tensors if p.imatrix}
+    assert "output.weight" in used and "token_embd.weight" not in used
 
 
 def test_imatrix_changes_the_result(tiny_f32, tiny_imatrix, tmp_path):
