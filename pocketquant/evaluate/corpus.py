@@ -31,17 +31,20 @@ class Corpus:
         return hashlib.sha256(self.text.encode("utf-8")).hexdigest()
 
 
-def _prepare(raw: bytes, where: str) -> str:
+def _prepare(raw: bytes, where: str, *, lf: bool = False) -> str:
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
         raise CorpusError(f"corpus {where} is not UTF-8 text: {exc}") from exc
+    if lf:
+        text = text.replace("\r\n", "\n")
     # llama.cpp drops exactly one trailing newline of a prompt file.
     return text[:-1] if text.endswith("\n") else text
 
 
-def read_text_file(path: str | Path, name: str | None = None) -> Corpus:
-    """Any text file as a corpus; a missing or unreadable file is an EvaluationError naming it."""
+def read_text_file(path: str | Path, name: str | None = None, *, lf: bool = False) -> Corpus:
+    """Any text file as a corpus; a missing or unreadable file is an EvaluationError naming it.
+    `lf` turns CRLF line ends into LF first (WikiText-2, see load_corpus)."""
     path = Path(path)
     if not path.is_file():
         raise CorpusError(f"corpus file not found: {path} (give an existing UTF-8 text file)")
@@ -49,7 +52,7 @@ def read_text_file(path: str | Path, name: str | None = None) -> Corpus:
         raw = path.read_bytes()
     except OSError as exc:
         raise CorpusError(f"cannot read corpus file {path}: {exc}") from exc
-    return Corpus(name=name or path.name, source=str(path), text=_prepare(raw, str(path)))
+    return Corpus(name=name or path.name, source=str(path), text=_prepare(raw, str(path), lf=lf))
 
 
 def default_corpus() -> Corpus:
@@ -94,7 +97,11 @@ def _wikitext2_from_hub() -> Corpus:
 def load_corpus(name: str = DEFAULT_CORPUS, path: str | Path | None = None) -> Corpus:
     """The corpus selected by config: `default`, `wikitext2` (from `path`; without one from
     ../shared/data/wikitext-2-raw/wiki.test.raw when present, else via HF `datasets` when online),
-    or any other name with `path` to a text file (a bare path as `name` works too)."""
+    or any other name with `path` to a text file (a bare path as `name` works too).
+
+    WikiText-2 raw is LF text (the HF dataset's rows, the files llama.cpp's published numbers use);
+    a copy with CRLF line ends (ours in ../shared has them) is read with LF, so its numbers match:
+    SmolLM2 F32, 20 x 512: PPL 26.93 with LF (the DESIGN.md reference, 26.91), 27.84 with CRLF."""
     if name == DEFAULT_CORPUS and path is None:
         return default_corpus()
     if name == WIKITEXT2:
@@ -103,10 +110,10 @@ def load_corpus(name: str = DEFAULT_CORPUS, path: str | Path | None = None) -> C
                 raise CorpusError(
                     f"eval corpus wikitext2: file not found: {path} (the raw test split, wiki.test.raw)"
                 )
-            return read_text_file(path, name=WIKITEXT2)
+            return read_text_file(path, name=WIKITEXT2, lf=True)
         for candidate in _wikitext2_local_candidates():
             if candidate.is_file():
-                return read_text_file(candidate, name=WIKITEXT2)
+                return read_text_file(candidate, name=WIKITEXT2, lf=True)
         return _wikitext2_from_hub()
     if path is not None:
         return read_text_file(path, name=name)

@@ -123,3 +123,37 @@ def test_tokenizer_mismatch(tiny_llama_dir, default_corpus, reference_file, tmp_
             progress=False,
         )
     _no_metrics(tmp_path)
+
+
+def test_nf4_variant_in_transformers(tiny_llama_dir, default_corpus, tmp_path):
+    """An NF4 dir (bitsandbytes on CPU) measured against its float32 base, runtime included."""
+    from pocketquant.nf4 import quantize_nf4
+
+    nf4 = quantize_nf4(tiny_llama_dir, tmp_path / "nf4")
+    ref = build_reference(
+        tiny_llama_dir,
+        default_corpus,
+        tmp_path / "ref.safetensors",
+        n_ctx=64,
+        n_chunks=2,
+        threads=2,
+        progress=False,
+    )
+    m = evaluate_variant(
+        nf4,
+        name="nf4",
+        corpus=default_corpus,
+        reference=tmp_path / "ref.safetensors",
+        metrics_out=tmp_path / "nf4.json",
+        threads=2,
+        prompts=["Hello"],
+        max_new_tokens=4,
+        n_prompt=32,
+        n_gen=4,
+        progress=False,
+    )
+    q = m["quality"]
+    assert q["engine"] == "transformers" and q["tokens_scored"] == 2 * 31
+    assert q["kld_mean"] > 0 and q["ppl_base"] == pytest.approx(ref.ppl)
+    assert m["size"]["format"] == "hf-bnb-4bit" and m["speed"]["engine"] == "transformers"
+    assert (tmp_path / "nf4.json").is_file()
