@@ -9,7 +9,7 @@ from pocketquant.evaluate.corpus import Corpus
 from pocketquant.evaluate.errors import ReferenceMismatchError, TokenizerMismatchError
 from pocketquant.evaluate.model import LanguageModel
 from pocketquant.evaluate.reference import BaseReference, chunk_ids, corpus_ids
-from pocketquant.evaluate.scoring import kl_from_topk, score_rows
+from pocketquant.evaluate.scoring import TopK, kl_from_topk, score_rows
 
 
 def _setting(model: LanguageModel, n_ctx: int, n_chunks: int, n_scored: int) -> dict:
@@ -71,6 +71,14 @@ def check_tokenizer(model: LanguageModel, corpus: Corpus, ref: BaseReference) ->
         )
 
 
+def score_chunk(
+    logits: np.ndarray, targets: np.ndarray, base: TopK
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """One chunk's NLL, KL(base || model) and same-top-1 flags per scored position."""
+    rows, lse = score_rows(logits, targets)
+    return rows.nll, kl_from_topk(logits, base, lse), rows.top1 == base.ids[:, 0]
+
+
 def evaluate_quality(
     model: LanguageModel, corpus: Corpus, ref: BaseReference, *, progress: bool = True
 ) -> dict:
@@ -82,11 +90,7 @@ def evaluate_quality(
     same = np.empty(nll.shape, bool)
     for i in tqdm(range(ch.n_chunks), desc=f"PPL + KLD ({model.engine})", disable=not progress):
         logits = model.logits(ch.tokens[i], ch.first)[: ch.n_scored]
-        rows, lse = score_rows(logits, ch.targets[i])
-        base = ref.chunk_topk(i)
-        kld[i] = kl_from_topk(logits, base, lse)
-        nll[i] = rows.nll
-        same[i] = rows.top1 == base.ids[:, 0]
+        nll[i], kld[i], same[i] = score_chunk(logits, ch.targets[i], ref.chunk_topk(i))
     ppl = float(np.exp(nll.mean()))
     ppl_base = ref.ppl
     return {
