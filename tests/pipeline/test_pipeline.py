@@ -254,3 +254,35 @@ def test_sweep_three_schemes_in_the_queue(ws: Workspace) -> None:
         assert "Running stage 'acquire'" not in log and "Running stage 'convert'" not in log, log[-3000:]
     table = dvc(ws.repo, "exp", "show", "--no-pager", "--md").out
     assert all(s in table for s in ("q4_k_m", "q8_0", "nf4"))
+
+
+def gguf_keys(path: Path) -> set[str]:
+    from gguf import GGUFReader
+
+    return set(GGUFReader(path).fields)
+
+
+def test_imatrix_experiment_calibrates_and_feeds_the_kernel(ws: Workspace) -> None:
+    r = dvc(
+        ws.repo, "exp", "run", "-S", "quant.imatrix=true", "-S", "calib.chunks=1", "-S", "calib.n_ctx=128"
+    )
+    TIMINGS["imatrix_exp"] = r.seconds
+    assert {"calibrate", "quantize", "evaluate"} <= r.ran and not r.ran & {"acquire", "convert", "reference"}
+    imatrix = ws.repo / "artifacts" / "calib" / "imatrix.gguf"
+    assert "imatrix.chunk_count" in gguf_keys(imatrix) or any(
+        k.startswith("imatrix.") for k in gguf_keys(imatrix)
+    )
+    (variant,) = (ws.repo / "artifacts" / "variant").glob("*.gguf")
+    assert variant.name == "smollm2-135m-q4_k_m-imatrix.gguf"
+    assert any(k.startswith("quantize.imatrix.") for k in gguf_keys(variant))
+    assert load(ws.repo / "metrics" / "variant.json")["variant"] == "q4_k_m-imatrix"
+
+
+def test_nf4_chain_experiment_quantizes_from_the_nf4_checkpoint(ws: Workspace) -> None:
+    r = dvc(ws.repo, "exp", "run", "-S", "quant.source=nf4", "-S", "quant.imatrix=false")
+    TIMINGS["nf4_chain_exp"] = r.seconds
+    assert "quantize" in r.ran and not r.ran & {"acquire", "convert", "reference", "calibrate"}, r.out
+    (variant,) = (ws.repo / "artifacts" / "variant").glob("*.gguf")
+    assert variant.name == "smollm2-135m-q4_k_m-from-nf4.gguf"
+    m = load(ws.repo / "metrics" / "variant.json")
+    assert m["variant"] == "q4_k_m-from-nf4" and math.isfinite(m["quality"]["ppl"])
