@@ -5,8 +5,13 @@
 # (sums stay sequential over the elements of its group; SSE2 has no FMA). Branches of the scalar
 # code become per-lane masks. SSE2 is part of the x86-64 baseline: no -march flag is needed.
 # Results are byte-identical to the scalar helpers in helpers.pxi.
-
-cdef extern from "emmintrin.h" nogil:
+#
+# The intrinsics come from kernels/pq_simd.h: <emmintrin.h> on x86-64, and plain-C lanes with the
+# same bit-exact semantics elsewhere (aarch64) or with POCKETQUANT_PORTABLE_SIMD=1. Use only what
+# is declared below: a new intrinsic needs a portable definition there too.
+cdef extern from "pq_simd.h" nogil:
+    const char* PQ_SIMD_BACKEND  # "sse2" or "portable"
+    int pq_ctz(unsigned int)  # index of the lowest set bit
     ctypedef struct __m128:
         pass
     ctypedef struct __m128i:
@@ -54,9 +59,6 @@ cdef extern from "emmintrin.h" nogil:
     __m128i _mm_packs_epi32(__m128i, __m128i)
     __m128i _mm_packus_epi16(__m128i, __m128i)
     __m128i _mm_packs_epi16(__m128i, __m128i)
-
-cdef extern from *:
-    int __builtin_ctz(unsigned int) nogil
 
 cdef enum:
     NL = 8

@@ -86,7 +86,7 @@ cdef inline void absmax_signed(const float* xb, float* amax, float* vmax) noexce
     for j in range(0, 32, 4):
         mask = _mm_movemask_ps(_mm_cmpeq_ps(_mm_andnot_ps(sign, _mm_loadu_ps(xb + j)), va))
         if mask:
-            vmax[0] = xb[j + __builtin_ctz(mask)]
+            vmax[0] = xb[j + pq_ctz(mask)]
             return
 
 

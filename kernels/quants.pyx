@@ -16,6 +16,9 @@ include "lanes.pxi"
 include "legacy.pxi"
 include "kquants.pxi"
 
+# which implementation of the SSE2 intrinsics was compiled in (kernels/pq_simd.h): same bytes either way
+SIMD_BACKEND = PQ_SIMD_BACKEND.decode("ascii")
+
 # ggml type ids (GGMLQuantizationType values)
 cdef enum:
     T_F32 = 0
