@@ -3,7 +3,8 @@
     .venv/bin/python benchmarks/eval_overhead.py [--model GGUF] [--corpus wikitext2] [--chunks 20]
 
 For every chunk, in turn (alternating which goes first): (a) llama.cpp's forward pass alone
-(llama_decode with outputs at the scored positions, as llama-perplexity does), and (b) the same forward pass plus our scoring of it
+(llama_decode with outputs at the scored positions, as llama-perplexity does), and (b) the same
+forward pass plus our scoring of it
 (`quality.score_chunk`: NLL, KL divergence from the top-k base reference, top-1 agreement), i.e.
 what `evaluate_quality` does per chunk. Interleaving keeps both under the same machine load; wall
 and process CPU time (all threads) are both reported, and the scoring alone is timed too (the
