@@ -255,6 +255,16 @@ def test_sweep_three_schemes_in_the_queue(ws: Workspace) -> None:
     table = dvc(ws.repo, "exp", "show", "--no-pager", "--md").out
     assert all(s in table for s in ("q4_k_m", "q8_0", "nf4"))
 
+    # Comparing: metrics diff between two experiments, plots overlaid across all three.
+    by_scheme = {scheme: e["name"] for scheme, e in exps.items()}
+    out = dvc(ws.repo, "metrics", "diff", by_scheme["q4_k_m"], by_scheme["q8_0"], "--json").out
+    diff = json.loads(out[out.index("{") :])["metrics/variant.json"]
+    assert diff["size.bytes"]["old"] == sizes["q4_k_m"] and diff["size.bytes"]["new"] == sizes["q8_0"]
+    out = dvc(ws.repo, "plots", "diff", *queued, "--json").out
+    plots = json.loads(out[out.index("{") :])["data"]
+    for name in ("size_vs_ppl", "size_vs_kld"):
+        assert set(queued) <= set(plots[name][0]["revisions"]), plots[name][0]["revisions"]
+
 
 def gguf_keys(path: Path) -> set[str]:
     from gguf import GGUFReader
