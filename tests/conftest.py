@@ -42,10 +42,3 @@ def tiny_llama_dir(tmp_path_factory) -> Path:
 
     return build_tiny_llama(tmp_path_factory.mktemp("tiny-llama") / "hf")
 
-
-# libgomp reads OMP_WAIT_POLICY once, when the first OpenMP library (our kernel, libggml-cpu) loads.
-# Its default spin-waiting makes the kernel several times slower when the CPU is oversubscribed
-# (a 2-core CI machine running llama.cpp threads too); passive waiting costs nothing when it is not.
-import os  # noqa: E402
-
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
