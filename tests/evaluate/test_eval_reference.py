@@ -30,6 +30,15 @@ def test_reference_roundtrip_is_byte_stable_and_compact(hf_reference, tmp_path):
     assert ref.ppl == pytest.approx(hf_reference.ppl, rel=1e-7)
 
 
+def test_recomputing_the_reference_gives_the_same_bytes(smollm2_hf, default_corpus, hf_reference, tmp_path):
+    from pocketquant.evaluate.reference import compute_reference
+
+    again = compute_reference(smollm2_hf, default_corpus, n_ctx=128, n_chunks=2, top_k=32, progress=False)
+    a = save_reference(hf_reference, tmp_path / "a.safetensors")
+    b = save_reference(again, tmp_path / "b.safetensors")
+    assert a.read_bytes() == b.read_bytes()  # DVC caches it: same inputs, same bytes
+
+
 def test_reference_ppl_equals_a_plain_perplexity_run(smollm2_hf, default_corpus, hf_reference):
     r = perplexity(smollm2_hf, default_corpus, n_ctx=128, n_chunks=2, progress=False)
     assert r["ppl"] == pytest.approx(hf_reference.ppl, rel=1e-5)
