@@ -154,6 +154,19 @@ def test_unsupported_architecture_fails_naming_it(ws: Workspace, tmp_path: Path)
     assert not leftovers(repo / "artifacts")
 
 
+def test_hub_id_offline_fails_saying_so(ws: Workspace) -> None:
+    """The tests run with HF_HUB_OFFLINE=1: a hub id must fail in acquire, say why, point to model.path."""
+    repo = ws.fresh_clone("hub-offline", shared_cache=True)
+    compose_params(repo, "model=llama-3.2-3b")
+    r = dvc(repo, "repro", "acquire", check=False)
+    assert r.returncode != 0
+    assert "stage acquire: error:" in r.out and "meta-llama/Llama-3.2-3B-Instruct" in r.out, r.out
+    assert "offline" in r.out and "model.path" in r.out, r.out
+    assert not (repo / "artifacts" / "base" / "hf").exists()
+    assert not list((repo / "artifacts").rglob(".hf*")), "a partial download was left behind"
+    assert not leftovers(repo / "artifacts")
+
+
 def test_failing_stage_keeps_earlier_outputs_and_writes_nothing_half(ws: Workspace) -> None:
     repo = ws.fresh_clone("bad-ftype", shared_cache=True)
     dvc(repo, "checkout")  # the baseline's outputs, linked from the shared cache
