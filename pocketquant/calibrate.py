@@ -119,11 +119,10 @@ def write_imatrix(stats: ActivationStats, out_path: str | os.PathLike[str], *, d
     return out_path
 
 
-def calibration_chunks(
+def _calibration_ids(
     tokenizer: Any, text: str, *, n_ctx: int, n_chunks: int | None, name: str
-) -> np.ndarray:
-    """Token chunks as llama-imatrix cuts them: the text tokenized whole (BOS first if the model
-    adds one), n_ctx tokens per chunk, each chunk's first token replaced by BOS."""
+) -> tuple[np.ndarray, Any]:
+    """(text token ids the chunks are cut from, the chunks) for calibration_chunks/calib_char_span."""
     from pocketquant.evaluate.chunks import make_chunks, tokenize_for_chunks
 
     def tokenize(t: str) -> list[int]:
@@ -137,7 +136,15 @@ def calibration_chunks(
         chunks = make_chunks(ids, n_ctx, n_chunks, add_bos=add_bos, bos_id=bos_id, corpus_name=name)
     except PocketquantError as exc:
         raise ImatrixError(f"calibration: {exc}") from exc
-    return chunks.tokens
+    return ids, chunks
+
+
+def calibration_chunks(
+    tokenizer: Any, text: str, *, n_ctx: int, n_chunks: int | None, name: str
+) -> np.ndarray:
+    """Token chunks as llama-imatrix cuts them: the text tokenized whole (BOS first if the model
+    adds one), n_ctx tokens per chunk, each chunk's first token replaced by BOS."""
+    return _calibration_ids(tokenizer, text, n_ctx=n_ctx, n_chunks=n_chunks, name=name)[1].tokens
 
 
 def calibrate(
@@ -168,3 +175,126 @@ def calibrate(
     stats = collect_activation_stats(model, chunks, include_output=include_output, progress=progress)
     write_imatrix(stats, out_path, dataset=dataset)
     return stats
+
+
+# --- Calibration text vs evaluation text -------------------------------------------------------
+# The evaluation (reference/evaluate stages) reads its corpus from the start: the first
+# eval.chunks * eval.n_ctx tokens. Calibration takes the same corpus from skip_fraction of its
+# characters on. The functions below turn both into character spans of the corpus text, with the
+# chunking functions the stages use, so an overlap is found before any model runs.
+
+_OFFSET_MARGIN_TOKENS = 64
+
+
+class CalibrationOverlapError(ImatrixError):
+    """Calibration would read text the evaluation scores (results would flatter the imatrix)."""
+
+
+def calibration_text(text: str, skip_fraction: float) -> tuple[int, str]:
+    """(first character, text) that calibration reads of a corpus: everything from skip_fraction."""
+    if not 0.0 <= skip_fraction < 1.0:
+        raise ImatrixError(f"calib.skip_fraction must be in [0, 1), got {skip_fraction}")
+    start = int(len(text) * skip_fraction)
+    return start, text[start:]
+
+
+def _char_end(tokenizer: Any, text: str, ids: np.ndarray, *, split_special: bool, where: str) -> int:
+    """Characters of `text` that its first len(ids) text tokens (no BOS) cover, checking that the
+    offset tokenization gives the same ids as the chunking did."""
+    n = len(ids)
+    if n == 0:
+        return 0
+    limit = (n + _OFFSET_MARGIN_TOKENS) * 6
+    while True:
+        part = text[: min(limit, len(text))]
+        enc = tokenizer(
+            part, add_special_tokens=False, split_special_tokens=split_special, return_offsets_mapping=True
+        )
+        if len(enc["input_ids"]) >= n + _OFFSET_MARGIN_TOKENS or limit >= len(text):
+            break
+        limit *= 2
+    got = np.asarray(enc["input_ids"][:n], dtype=np.int64)
+    if got.size < n or not np.array_equal(got, np.asarray(ids, dtype=np.int64)):
+        raise ImatrixError(f"{where}: cannot map tokens to characters (tokenizer offsets disagree)")
+    return int(enc["offset_mapping"][n - 1][1])
+
+
+def _bos_info(tokenizer: Any) -> tuple[int | None, bool]:
+    # The same test the transformers engine of the evaluation makes (pocketquant.evaluate.hf).
+    bos = tokenizer.bos_token_id
+    with_special = tokenizer("a", add_special_tokens=True)["input_ids"]
+    plain = tokenizer("a", add_special_tokens=False)["input_ids"]
+    return bos, bool(bos is not None and with_special[:1] == [bos] != plain[:1])
+
+
+def eval_token_ids(tokenizer: Any, text: str, *, n_ctx: int, n_chunks: int | None, name: str) -> np.ndarray:
+    """The token ids the evaluation's chunks hold (flattened, BOS first when the model adds one),
+    cut with pocketquant.evaluate.chunks as the reference stage cuts them."""
+    from pocketquant.evaluate.chunks import make_chunks, tokenize_for_chunks
+
+    bos, add_bos = _bos_info(tokenizer)
+
+    def tokenize(t: str) -> list[int]:
+        ids = tokenizer(t, add_special_tokens=False, split_special_tokens=True)["input_ids"]
+        return [bos, *ids] if add_bos else list(ids)
+
+    need = None if n_chunks is None else n_chunks * n_ctx
+    ids = tokenize_for_chunks(tokenize, text, need)
+    ch = make_chunks(ids, n_ctx, n_chunks, add_bos=add_bos, bos_id=bos, corpus_name=name)
+    return ids[: ch.n_chunks * n_ctx]
+
+
+def eval_char_span(
+    tokenizer: Any, text: str, *, n_ctx: int, n_chunks: int | None, name: str = "corpus"
+) -> tuple[int, int]:
+    """[start, end) characters of `text` that the evaluation reads (all of its chunks' tokens)."""
+    ids = eval_token_ids(tokenizer, text, n_ctx=n_ctx, n_chunks=n_chunks, name=name)
+    _, add_bos = _bos_info(tokenizer)
+    body = ids[1:] if add_bos else ids
+    return 0, _char_end(tokenizer, text, body, split_special=True, where=f"{name} (evaluation)")
+
+
+def calib_char_span(
+    tokenizer: Any, text: str, *, skip_fraction: float, n_ctx: int, n_chunks: int | None, name: str = "corpus"
+) -> tuple[int, int]:
+    """[start, end) characters of the corpus `text` that calibration reads, chunked by
+    calibration_chunks exactly as calibrate() does."""
+    start, part = calibration_text(text, skip_fraction)
+    ids, chunks = _calibration_ids(tokenizer, part, n_ctx=n_ctx, n_chunks=n_chunks, name=name)
+    ids = ids[: chunks.n_chunks * n_ctx]
+    if chunks.add_bos:
+        ids = ids[1:]
+    end = _char_end(tokenizer, part, ids, split_special=False, where=f"{name} (calibration)")
+    return start, start + end
+
+
+def check_calibration_disjoint(
+    tokenizer: Any,
+    *,
+    eval_text: str,
+    eval_n_ctx: int,
+    eval_chunks: int | None,
+    calib_text: str,
+    skip_fraction: float,
+    calib_n_ctx: int,
+    calib_chunks: int | None,
+    name: str = "corpus",
+) -> tuple[tuple[int, int], tuple[int, int]]:
+    """Character spans (evaluation, calibration); CalibrationOverlapError when both read the same
+    corpus and the spans meet. Different corpora never overlap here (spans are of their own text)."""
+    ev = eval_char_span(tokenizer, eval_text, n_ctx=eval_n_ctx, n_chunks=eval_chunks, name=name)
+    ca = calib_char_span(
+        tokenizer,
+        calib_text,
+        skip_fraction=skip_fraction,
+        n_ctx=calib_n_ctx,
+        n_chunks=calib_chunks,
+        name=name,
+    )
+    if eval_text == calib_text and ev[1] > ca[0]:
+        raise CalibrationOverlapError(
+            f"{name}: the evaluation reads characters {ev[0]}..{ev[1]} and calibration starts at "
+            f"character {ca[0]} (calib.skip_fraction={skip_fraction}): calibration would see evaluated "
+            "text; raise calib.skip_fraction or lower eval.chunks"
+        )
+    return ev, ca
