@@ -1,30 +1,35 @@
 """Cost of our PPL + KLD pass relative to llama.cpp's own forward time on the same tokens.
 
-    .venv/bin/python benchmarks/eval_overhead.py [--model GGUF] [--corpus wikitext2] [--chunks 20]
+    .venv/bin/python benchmarks/eval_overhead.py [--model GGUF] [--base HF_DIR] [--corpus wikitext2]
+        [--chunks 20]
 
 For every chunk, in turn (alternating which goes first): (a) llama.cpp's forward pass alone
 (llama_decode with outputs at the scored positions, as llama-perplexity does), and (b) the same
 forward pass plus our scoring of it
-(`quality.score_chunk`: NLL, KL divergence from the top-k base reference, top-1 agreement), i.e.
-what `evaluate_quality` does per chunk. Interleaving keeps both under the same machine load; wall
+(the base's exact logits recomputed from the stored hidden states, `reference.chunk_logits`, then
+`quality.score_chunk`: NLL, full-vocabulary KL divergence, top-1 agreement), i.e. what
+`evaluate_quality` does per chunk. Interleaving keeps both under the same machine load; wall
 and process CPU time (all threads) are both reported, and the scoring alone is timed too (the
 machine is shared, so the scoring-alone ratio is the steadiest figure). Prints ratio = (b) / (a);
 the target is <= 1.3.
 Then one whole `evaluate_quality` call (adds the tokenizer check) is timed against (a).
-The reference is computed with the same model (its values do not change the cost: every scoring op
-runs) unless --reference is given.
+The reference (base hidden states) is computed from --base (an HF checkpoint dir; default
+artifacts/base/hf, else the embedded SmolLM2 acquired into a temp dir) unless --reference is given.
 """
 
 from __future__ import annotations
 
 import argparse
 import time
+from pathlib import Path
+from tempfile import mkdtemp
 
 from pocketquant.evaluate.corpus import load_corpus
 from pocketquant.evaluate.llamacpp import LlamaCppModel
 from pocketquant.evaluate.model import default_threads
 from pocketquant.evaluate.quality import evaluate_quality, score_chunk
-from pocketquant.evaluate.reference import DEFAULT_TOP_K, compute_reference, load_reference
+from pocketquant.evaluate.reference import load_reference
+from pocketquant.evaluate.variant import build_reference
 
 
 def _clock() -> tuple[float, float]:
@@ -38,25 +43,37 @@ def main() -> None:
     ap.add_argument("--corpus-path", default=None)
     ap.add_argument("--chunks", type=int, default=20)
     ap.add_argument("--n-ctx", type=int, default=512)
-    ap.add_argument("--top-k", type=int, default=DEFAULT_TOP_K)
+    ap.add_argument("--base", help="base HF checkpoint dir (default: artifacts/base/hf or acquired)")
     ap.add_argument("--threads", type=int, default=default_threads())
-    ap.add_argument("--reference", help="existing base log-probs file (else computed with --model)")
+    ap.add_argument("--reference", help="existing base reference file (else computed from --base)")
     a = ap.parse_args()
     if a.model is None:
         from pocketquant.models import embedded_gguf_path
 
         a.model = embedded_gguf_path()
+    if a.base is None:
+        a.base = Path("artifacts/base/hf")
+        if not (a.base / "config.json").is_file():
+            from pocketquant.models import ModelSource, acquire_model
+
+            a.base = acquire_model(ModelSource.from_config(name="smollm2-135m"), Path(mkdtemp()) / "hf")
     import torch
 
-    torch.set_num_threads(a.threads)
     corpus = load_corpus(a.corpus, a.corpus_path)
+    if a.reference:
+        ref = load_reference(a.reference, a.base)
+    else:
+        ref = build_reference(
+            a.base,
+            corpus,
+            Path(mkdtemp()) / "ref.safetensors",
+            n_ctx=a.n_ctx,
+            n_chunks=a.chunks,
+            progress=True,
+        )
+        ref = ref.with_output(a.base)
+    torch.set_num_threads(a.threads)
     with LlamaCppModel(a.model, n_ctx=a.n_ctx, threads=a.threads) as model:
-        if a.reference:
-            ref = load_reference(a.reference)
-        else:
-            ref = compute_reference(
-                model, corpus, n_ctx=a.n_ctx, n_chunks=a.chunks, top_k=a.top_k, progress=False
-            )
         ch = ref.chunks()
         fwd = [0.0, 0.0]
         full = [0.0, 0.0]
@@ -72,7 +89,7 @@ def main() -> None:
                     continue
                 logits = model.logits(ch.tokens[i], ch.first)[: ch.n_scored]
                 ws, cs = _clock()
-                score_chunk(logits, ch.targets[i], ref.chunk_topk(i))
+                score_chunk(logits, ch.targets[i], ref.chunk_logits(i))
                 w1, c1 = _clock()
                 full[0] += w1 - w0
                 full[1] += c1 - c0
@@ -83,7 +100,7 @@ def main() -> None:
         whole = time.perf_counter() - w0
     print(
         f"model {a.model}\ncorpus {corpus.name}, {ch.n_chunks} x {ch.n_ctx} tokens, {a.threads} threads, "
-        f"top-k {ref.meta['k']}"
+        f"exact full-vocabulary KLD (base hidden states from {a.base})"
     )
     print(f"llama.cpp forward only      : wall {fwd[0]:8.3f} s   cpu {fwd[1]:8.3f} s")
     print(f"forward + PPL/KLD scoring   : wall {full[0]:8.3f} s   cpu {full[1]:8.3f} s")

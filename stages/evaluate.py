@@ -1,4 +1,4 @@
-"""Stages evaluate and evaluate_base: size, perplexity, KL divergence against the base log-probs,
+"""Stages evaluate and evaluate_base: size, perplexity, KL divergence against the base reference,
 runtime and fixed-prompt generations of one model -> its metrics JSON (params `eval`)."""
 
 from __future__ import annotations
@@ -17,8 +17,14 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--name", help="row name in the report (default: the variant's label from params quant)")
     ap.add_argument("--model", required=True, help="variant: quantize's output dir, or a GGUF file")
-    ap.add_argument("--base", required=True, help="base HF checkpoint directory (for the BF16 size)")
-    ap.add_argument("--reference", required=True, help="base log-probs (the reference stage's output)")
+    ap.add_argument(
+        "--base",
+        required=True,
+        help="base HF checkpoint dir (BF16 size; its output matrix gives the exact base logits)",
+    )
+    ap.add_argument(
+        "--reference", required=True, help="base reference: hidden states (the reference stage's output)"
+    )
     ap.add_argument("--metrics", required=True, help="metrics JSON to write")
     ap.add_argument("--generations", required=True, help="generated texts JSON to write")
     args = ap.parse_args()
@@ -30,6 +36,7 @@ def main() -> None:
         name=args.name or variant_label(p["quant"]),
         corpus=load_corpus(e["corpus"], e["corpus_path"]),
         reference=args.reference,
+        base=args.base,
         metrics_out=args.metrics,
         generations_out=args.generations,
         base_n_params=model_size(args.base)["n_params"],

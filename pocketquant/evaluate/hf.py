@@ -78,6 +78,26 @@ class TransformersModel(LanguageModel):
             out = self.model(input_ids=ids, use_cache=False, logits_to_keep=len(tokens) - first)
         return out.logits[0].float().numpy()
 
+    def final_hidden(self, tokens: np.ndarray, first: int) -> np.ndarray:
+        """Final hidden states (after the last norm) float32 [len - first, d]: the base reference
+        stores these and recomputes the exact logits with `output_matrix()` when it is used."""
+        import torch
+
+        ids = torch.from_numpy(np.asarray(tokens, dtype=np.int64))[None]
+        with torch.inference_mode():
+            out = self.model.base_model(input_ids=ids, use_cache=False)
+        return out.last_hidden_state[0, first:].float().numpy()
+
+    def output_matrix(self):  # -> reference.OutputMatrix
+        from pocketquant.evaluate.reference import OutputMatrix
+
+        cfg = self.model.config
+        softcap = getattr(cfg, "final_logit_softcapping", None) or getattr(
+            getattr(cfg, "text_config", None), "final_logit_softcapping", None
+        )
+        w = self.model.get_output_embeddings().weight.detach().float().contiguous()
+        return OutputMatrix(w, softcap)
+
     def start(self, prompt_ids: list[int]) -> int:
         import torch
 

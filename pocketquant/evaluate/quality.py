@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import numpy as np
+import torch
 from tqdm import tqdm
 
 from pocketquant.evaluate.corpus import Corpus
 from pocketquant.evaluate.errors import ReferenceMismatchError, TokenizerMismatchError
 from pocketquant.evaluate.model import LanguageModel
 from pocketquant.evaluate.reference import BaseReference, chunk_ids, corpus_ids
-from pocketquant.evaluate.scoring import TopK, kl_from_topk, score_rows
+from pocketquant.evaluate.scoring import kl_full, score_rows
 
 
 def _setting(model: LanguageModel, n_ctx: int, n_chunks: int, n_scored: int) -> dict:
@@ -72,11 +73,12 @@ def check_tokenizer(model: LanguageModel, corpus: Corpus, ref: BaseReference) ->
 
 
 def score_chunk(
-    logits: np.ndarray, targets: np.ndarray, base: TopK
+    logits: np.ndarray, targets: np.ndarray, base_logits: torch.Tensor
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """One chunk's NLL, KL(base || model) and same-top-1 flags per scored position."""
-    rows, lse = score_rows(logits, targets)
-    return rows.nll, kl_from_topk(logits, base, lse), rows.top1 == base.ids[:, 0]
+    """One chunk's NLL, exact KL(base || model) and same-top-1 flags per scored position."""
+    rows, _ = score_rows(logits, targets)
+    base_top1 = base_logits.argmax(dim=1).to(torch.int32).numpy()
+    return rows.nll, kl_full(base_logits, logits), rows.top1 == base_top1
 
 
 def evaluate_quality(
@@ -90,7 +92,7 @@ def evaluate_quality(
     same = np.empty(nll.shape, bool)
     for i in tqdm(range(ch.n_chunks), desc=f"PPL + KLD ({model.engine})", disable=not progress):
         logits = model.logits(ch.tokens[i], ch.first)[: ch.n_scored]
-        nll[i], kld[i], same[i] = score_chunk(logits, ch.targets[i], ref.chunk_topk(i))
+        nll[i], kld[i], same[i] = score_chunk(logits, ch.targets[i], ref.chunk_logits(i))
     ppl = float(np.exp(nll.mean()))
     ppl_base = ref.ppl
     return {
@@ -105,6 +107,6 @@ def evaluate_quality(
         "top1_agreement_pct": 100.0 * float(same.mean()),
         **_setting(model, ch.n_ctx, ch.n_chunks, ch.n_tokens_scored),
         "base_engine": ref.meta["engine"],
-        "kld_top_k": int(ref.meta["k"]),
+        "kld_exact": True,  # full vocabulary, base logits recomputed from its hidden states
         "corpus": corpus.name,
     }

@@ -1,5 +1,6 @@
-"""Vectorized scoring of one chunk's logits: NLL of the next tokens, the base model's compact top-k
-summary, and KL divergence / top-1 agreement of a variant against that summary.
+"""Vectorized scoring of one chunk's logits: NLL of the next tokens, the exact full-vocabulary KL
+divergence (`kl_full`, what evaluation reports), and the older top-k summary estimate (kept for
+error analysis: how much a top-k reference would miss).
 
 All work is whole-matrix torch ops on the [n_scored, n_vocab] logits (never a Python loop per
 token), so scoring costs a small fraction of the forward pass that produced the logits.
@@ -90,8 +91,13 @@ def kl_from_topk(logits: np.ndarray, base: TopK, lse: torch.Tensor | None = None
     return torch.clamp(kl + tail, min=0.0).numpy()
 
 
-def kl_full(base_logits: np.ndarray, logits: np.ndarray) -> np.ndarray:
-    """Exact full-vocabulary KL(base || variant) per row (float64); for tests and error analysis."""
-    P = torch.log_softmax(_as_tensor(base_logits).double(), dim=1)
-    Q = torch.log_softmax(_as_tensor(logits).double(), dim=1)
-    return (P.exp() * (P - Q)).sum(dim=1).numpy()
+def kl_full(base_logits: np.ndarray | torch.Tensor, logits: np.ndarray | torch.Tensor) -> np.ndarray:
+    """Exact full-vocabulary KL(base || variant) per row (float64): what evaluation reports.
+
+    float64 log-softmax: KL is a small difference of O(1) sums, float32 would leave ~1e-6 of noise."""
+    b = base_logits if isinstance(base_logits, torch.Tensor) else _as_tensor(base_logits)
+    v = logits if isinstance(logits, torch.Tensor) else _as_tensor(logits)
+    P = torch.log_softmax(b.double(), dim=1)
+    Q = torch.log_softmax(v.double(), dim=1)
+    # Rounding can leave tiny negatives (KL >= 0): clamp so percentiles stay meaningful.
+    return torch.clamp((P.exp() * (P - Q)).sum(dim=1), min=0.0).numpy()

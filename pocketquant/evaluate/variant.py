@@ -1,6 +1,8 @@
 """The two calls the pipeline's evaluate stage makes.
 
-build_reference: the base model over the corpus once -> base log-probs file (DVC-cached).
+build_reference: the base model over the corpus once -> base reference file (its final hidden
+states, DVC-cached); evaluate_variant recomputes the exact base distribution from it with the base
+checkpoint's output matrix (`base=`).
 evaluate_variant: size, PPL + KLD against the reference, runtime, fixed-prompt generations and
 (optionally) multiple-choice accuracy -> one metrics JSON (+ generations JSON). Everything is
 computed before anything is written, and each file is written atomically: a failure at any step
@@ -19,6 +21,7 @@ from pocketquant.evaluate.model import default_threads, open_model
 from pocketquant.evaluate.quality import evaluate_quality
 from pocketquant.evaluate.reference import (
     DEFAULT_TOP_K,
+    REFERENCE_THREADS,
     BaseReference,
     compute_reference,
     load_reference,
@@ -37,12 +40,15 @@ def build_reference(
     *,
     n_ctx: int = 512,
     n_chunks: int | None = 20,
-    top_k: int = DEFAULT_TOP_K,
+    top_k: int = DEFAULT_TOP_K,  # ignored: the reference keeps the full distribution
     threads: int | None = None,
     progress: bool = True,
 ) -> BaseReference:
-    """Base model (HF dir or GGUF) -> compact log-probs file at `out`."""
-    with open_model(base, threads=threads or default_threads(), n_ctx=n_ctx) as model:
+    """Base model (HF checkpoint dir) -> reference file at `out` (hidden states, see reference.py).
+
+    torch runs with a fixed thread count (REFERENCE_THREADS unless `threads` is given): CPU matmul
+    results depend on how the work is split, and the file must be the same bytes on every re-run."""
+    with open_model(base, threads=threads or REFERENCE_THREADS, n_ctx=n_ctx) as model:
         ref = compute_reference(model, corpus, n_ctx=n_ctx, n_chunks=n_chunks, top_k=top_k, progress=progress)
     save_reference(ref, out)
     return ref
@@ -55,6 +61,7 @@ def evaluate_variant(
     corpus: Corpus,
     reference: BaseReference | PathLike,
     metrics_out: PathLike,
+    base: PathLike | None = None,
     generations_out: PathLike | None = None,
     base_n_params: int | None = None,
     threads: int | None = None,
@@ -66,9 +73,14 @@ def evaluate_variant(
     n_gen: int = 128,
     progress: bool = True,
 ) -> dict:
-    """Measure one variant (GGUF file -> llama.cpp, HF/NF4 dir -> transformers) and write its metrics."""
+    """Measure one variant (GGUF file -> llama.cpp, HF/NF4 dir -> transformers) and write its metrics.
+
+    `base`: the base HF checkpoint dir the reference was built from (its output matrix turns the
+    stored hidden states back into exact logits); optional when `reference` already carries it."""
     threads = threads or default_threads()
     ref = reference if isinstance(reference, BaseReference) else load_reference(reference)
+    if base is not None:
+        ref = ref.with_output(base)
     size = model_size(variant, base_n_params)
     with open_model(variant, threads=threads, n_ctx=ref.n_ctx) as model:
         quality = evaluate_quality(model, corpus, ref, progress=progress)

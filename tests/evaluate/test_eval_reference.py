@@ -1,5 +1,6 @@
-"""Base log-probs file: compact, byte-stable, and consistent with a plain perplexity run; the
-variant-vs-reference checks (tokenizer, corpus) that guard the KL divergence."""
+"""Base reference file (final hidden states): compact, byte-stable, exact (the base logits it gives
+back are the model's own), consistent with a plain perplexity run; the variant-vs-reference checks
+(tokenizer, corpus, base checkpoint) that guard the KL divergence."""
 
 from __future__ import annotations
 
@@ -20,14 +21,26 @@ def test_reference_roundtrip_is_byte_stable_and_compact(hf_reference, tmp_path):
     a = save_reference(hf_reference, tmp_path / "a.safetensors")
     b = save_reference(hf_reference, tmp_path / "b.safetensors")
     assert a.read_bytes() == b.read_bytes()
-    # 2 chunks x 63 positions x 32 x (4 + 4 bytes) plus ids and a small header
-    assert a.stat().st_size < 2 * 63 * 32 * 8 + 2 * 128 * 4 + 2 * 63 * 8 + 4096
+    # 2 chunks x 63 positions x 576 float32 hidden values, plus NLL, ids and a small header
+    assert a.stat().st_size < 2 * 63 * 576 * 4 + 2 * 128 * 4 + 2 * 63 * 4 + 4096
     ref = load_reference(a)
     assert ref.meta == hf_reference.meta
     assert ref.meta["n_ctx"] == 128 and ref.meta["chunks"] == 2 and ref.meta["tokens_scored"] == 126
     assert ref.meta["engine"] == "transformers" and ref.meta["add_bos"] is False  # SmolLM2 adds no BOS
-    np.testing.assert_array_equal(ref.topk.ids, hf_reference.topk.ids)
+    assert ref.meta["output_shape"] == [49152, 576] and len(ref.meta["output_sha256"]) == 64
+    np.testing.assert_array_equal(ref.hidden, hf_reference.hidden)
     assert ref.ppl == pytest.approx(hf_reference.ppl, rel=1e-7)
+
+
+def test_stored_reference_gives_back_the_exact_base_logits(
+    smollm2_hf, smollm2_hf_dir, hf_reference, tmp_path
+):
+    """hidden @ W_out^T with W_out read from the checkpoint's safetensors = the model's own logits."""
+    ref = load_reference(save_reference(hf_reference, tmp_path / "r.safetensors"), smollm2_hf_dir)
+    ch = ref.chunks()
+    for i in range(ch.n_chunks):
+        direct = smollm2_hf.logits(ch.tokens[i], ch.first)[: ch.n_scored]
+        np.testing.assert_allclose(ref.chunk_logits(i).numpy(), direct, rtol=0, atol=1e-5)
 
 
 def test_recomputing_the_reference_gives_the_same_bytes(smollm2_hf, default_corpus, hf_reference, tmp_path):
@@ -48,7 +61,7 @@ def test_reference_ppl_equals_a_plain_perplexity_run(smollm2_hf, default_corpus,
 
 def test_the_base_against_its_own_reference_has_zero_divergence(smollm2_hf, default_corpus, hf_reference):
     q = evaluate_quality(smollm2_hf, default_corpus, hf_reference, progress=False)
-    assert q["kld_mean"] == pytest.approx(0.0, abs=1e-6) and q["kld_max"] < 1e-5
+    assert q["kld_mean"] == pytest.approx(0.0, abs=1e-9) and q["kld_max"] < 1e-8 and q["kld_exact"]
     assert q["top1_agreement_pct"] == 100.0
     assert q["delta_ppl_pct"] == pytest.approx(0.0, abs=1e-4)
     assert q["tokens_scored"] == 126 and q["base_engine"] == "transformers"

@@ -9,7 +9,12 @@ import pytest
 
 from pocketquant.errors import EvaluationError
 from pocketquant.evaluate.corpus import Corpus
-from pocketquant.evaluate.errors import CorpusError, ModelLoadError, TokenizerMismatchError
+from pocketquant.evaluate.errors import (
+    CorpusError,
+    ModelLoadError,
+    ReferenceMismatchError,
+    TokenizerMismatchError,
+)
 from pocketquant.evaluate.reference import save_reference
 from pocketquant.evaluate.variant import build_reference, evaluate_variant
 
@@ -36,6 +41,7 @@ def test_evaluate_variant_writes_flat_metrics_and_generations(
         name="base",
         corpus=default_corpus,
         reference=reference_file,
+        base=smollm2_hf_dir,
         metrics_out=tmp_path / "metrics" / "base.json",
         generations_out=tmp_path / "gen.json",
         threads=2,
@@ -125,6 +131,18 @@ def test_tokenizer_mismatch(tiny_llama_dir, default_corpus, reference_file, tmp_
     _no_metrics(tmp_path)
 
 
+def test_reference_without_or_with_the_wrong_base_checkpoint(
+    smollm2_hf_dir, tiny_llama_dir, default_corpus, reference_file, tmp_path
+):
+    """The stored hidden states need the very output matrix they were computed with."""
+    kw = {"name": "x", "corpus": default_corpus, "reference": reference_file, "runtime": False}
+    with pytest.raises(ReferenceMismatchError, match=f"base checkpoint {tiny_llama_dir}.*recompute"):
+        evaluate_variant(smollm2_hf_dir, base=tiny_llama_dir, metrics_out=tmp_path / "m.json", **kw)
+    with pytest.raises(EvaluationError, match="output matrix: pass base="):
+        evaluate_variant(smollm2_hf_dir, metrics_out=tmp_path / "m.json", progress=False, **kw)
+    _no_metrics(tmp_path)
+
+
 def test_nf4_variant_in_transformers(tiny_llama_dir, default_corpus, tmp_path):
     """An NF4 dir (bitsandbytes on CPU) measured against its float32 base."""
     from pocketquant.nf4 import quantize_nf4
@@ -144,6 +162,7 @@ def test_nf4_variant_in_transformers(tiny_llama_dir, default_corpus, tmp_path):
         name="nf4",
         corpus=default_corpus,
         reference=tmp_path / "ref.safetensors",
+        base=tiny_llama_dir,
         metrics_out=tmp_path / "nf4.json",
         threads=2,
         prompts=["Hello"],
