@@ -141,3 +141,25 @@ def test_compare_without_pairs_or_with_bad_input_fails_and_writes_nothing(tmp_pa
     with pytest.raises(EvaluationError, match="cannot read"):
         write_comparison([tmp_path / "missing.json"], out)
     assert not out.exists() and sorted(tmp_path.iterdir()) == sorted([lone, junk])
+
+
+def test_real_dvc_exp_show_output(tmp_path):
+    """`dvc exp show --json` of the measurement in docs/calibration.md (trimmed of deps/outs and most
+    params): every imatrix/NF4 pair is found, the base rows and the baseline's 4-chunk q4_k_m are not
+    paired, and the figures are those of the metrics."""
+    from pathlib import Path
+
+    from pocketquant.report import read_compare_sources
+
+    src = Path(__file__).parent / "data" / "dvc_exp_show.json"
+    labels = sorted({m["variant"] for m in read_compare_sources([src])})
+    assert "base-f16" not in labels and {"q4_k_m", "q4_k_m-imatrix", "q3_k_m-imatrix"} <= set(labels)
+    text = write_comparison([src], tmp_path / "cmp.md")
+    rows = [line for line in text.splitlines() if line.startswith("| q")]
+    assert len(rows) == 4, rows
+    assert any(
+        r.startswith("| q4_k_m | q4_k_m-imatrix | default, n_ctx 512, 8 chunks | 0.05063 → 0.02693")
+        for r in rows
+    )
+    assert any(r.startswith("| q4_k_m | q4_k_m-imatrix | wikitext2, n_ctx 512, 8 chunks") for r in rows)
+    assert any(r.startswith("| q4_k_m | q4_k_m-from-nf4 |") for r in rows)
