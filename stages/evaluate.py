@@ -13,6 +13,27 @@ from pocketquant.evaluate.size import model_size
 from pocketquant.evaluate.variant import evaluate_variant
 
 
+def refuse_calibration_overlap(base: str, e: dict, c: dict) -> None:
+    """A calibrated variant must not be scored on text its importance matrix saw (the numbers would
+    flatter it): checked here, where both the eval and the calib settings are known."""
+    from transformers import AutoTokenizer
+
+    from pocketquant.calibrate import check_calibration_disjoint
+
+    calib = load_corpus(c["corpus"], c["corpus_path"])
+    check_calibration_disjoint(
+        AutoTokenizer.from_pretrained(base),
+        eval_text=load_corpus(e["corpus"], e["corpus_path"]).text,
+        eval_n_ctx=e["n_ctx"],
+        eval_chunks=e["chunks"],
+        calib_text=calib.text,
+        skip_fraction=c["skip_fraction"],
+        calib_n_ctx=c["n_ctx"],
+        calib_chunks=c["chunks"],
+        name=calib.name,
+    )
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--name", help="row name in the report (default: the variant's label from params quant)")
@@ -31,6 +52,8 @@ def main() -> None:
     p = load_params()
     e = p["eval"]
     model = Path(args.model)
+    if p["quant"]["imatrix"]:
+        refuse_calibration_overlap(args.base, e, p["calib"])
     evaluate_variant(
         variant_path(model) if model.is_dir() else model,
         name=args.name or variant_label(p["quant"]),
