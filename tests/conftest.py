@@ -41,4 +41,3 @@ def tiny_llama_dir(tmp_path_factory) -> Path:
     from pocketquant.models import build_tiny_llama
 
     return build_tiny_llama(tmp_path_factory.mktemp("tiny-llama") / "hf")
-
