@@ -7,8 +7,8 @@ Modules (one job each; import the one you need, torch is only loaded where scori
   model      open_model(path) -> LanguageModel            .gguf -> llama.cpp, HF dir -> transformers
   llamacpp   LlamaCppModel                                 llama-cpp-python low-level engine
   hf         TransformersModel                             transformers engine (base, NF4)
-  scoring    score_rows / top_k_summary / kl_from_topk    vectorized NLL, top-k summary, KL
-  reference  compute/save/load_reference                  the base's compact log-probs file
+  scoring    score_rows / kl_full                        vectorized NLL, exact KL (+ top-k for error analysis)
+  reference  compute/save/load_reference                  the base's hidden states (exact base logits)
   quality    perplexity(), evaluate_quality()             PPL, KLD stats, top-1 agreement
   size       model_size(path, base_n_params)              bytes, GiB, bpw, reduction vs BF16
   runtime    measure_runtime(path, text, threads=...)     load, pp/tg tokens/s, TTFT, peak RSS

@@ -16,4 +16,4 @@ class TokenizerMismatchError(EvaluationError):
 
 
 class ReferenceMismatchError(EvaluationError):
-    """The base log-probs file was computed on another corpus or setting than the one asked for."""
+    """The base reference was computed on another corpus, setting or base model than the one asked for."""

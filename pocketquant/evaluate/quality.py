@@ -45,7 +45,7 @@ def check_tokenizer(model: LanguageModel, corpus: Corpus, ref: BaseReference) ->
     meta = ref.meta
     if meta["corpus_sha256"] != corpus.sha256:
         raise ReferenceMismatchError(
-            f"base log-probs were computed on corpus {meta['corpus']!r} "
+            f"the base reference was computed on corpus {meta['corpus']!r} "
             f"(sha256 {meta['corpus_sha256'][:12]}), "
             f"not on {corpus.name!r} from {corpus.source} (sha256 {corpus.sha256[:12]}): recompute them"
         )

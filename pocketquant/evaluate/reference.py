@@ -229,13 +229,13 @@ def load_reference(path: str | Path, base: str | Path | OutputMatrix | None = No
 
     path = Path(path)
     if not path.is_file():
-        raise EvaluationError(f"base log-probs file not found: {path}")
+        raise EvaluationError(f"base reference file not found: {path}")
     try:
         with safe_open(str(path), framework="numpy") as f:
             meta = json.loads((f.metadata() or {}).get("pocketquant", "{}"))
             arrays = {k: f.get_tensor(k) for k in f.keys()}  # noqa: SIM118 - safe_open has no __iter__
     except (SafetensorError, OSError, ValueError) as exc:
-        raise EvaluationError(f"cannot read base log-probs {path}: {exc}") from exc
+        raise EvaluationError(f"cannot read base reference {path}: {exc}") from exc
     missing = {"ids", "nll", "hidden"} - arrays.keys()
     if meta.get("format") != FORMAT or missing:
         raise EvaluationError(
