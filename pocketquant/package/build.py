@@ -184,7 +184,8 @@ def build_package(
         raise PackageError(
             f"num_ctx {num_ctx} exceeds the context length {info.context_length} of {gguf_path}"
         )
-    gguf_member = gguf_name or f"{slug(model_name)}-{slug(scheme)}.gguf"
+    ollama_name = f"{slug(model_name)}-{slug(scheme)}"  # also the default GGUF file stem
+    gguf_member = gguf_name or f"{ollama_name}.gguf"
     if (
         not gguf_member.endswith(".gguf")
         or "/" in gguf_member
@@ -225,7 +226,7 @@ def build_package(
         extra_parameters=extra_parameters,
         header=(
             f"Ollama Modelfile for {model_name} ({scheme}), written by pocketquant {__version__}.",
-            f"ollama create {slug(model_name)}-{slug(scheme)} -f Modelfile",
+            f"ollama create {ollama_name} -f Modelfile",
         ),
     ).encode()
     gguf_size = gguf_path.stat().st_size
@@ -237,7 +238,7 @@ def build_package(
         gguf_size=gguf_size,
         gguf_sha256=gguf_sha,
         num_ctx=num_ctx,
-        ollama_name=f"{slug(model_name)}-{slug(scheme)}",
+        ollama_name=ollama_name,
         metrics=plain_json(metrics, "metrics") if metrics else None,
     ).encode()
     texts = {MODELFILE: modelfile, README: readme}
