@@ -23,7 +23,7 @@ import time
 from pathlib import Path
 
 from pocketquant.gguf_file import GGMLType, GGUFFile, tensor_nbytes
-from pocketquant.quantize.synthetic import LLAMA_3_2_3B, write_random_llama
+from pocketquant.testing.synthetic_gguf import LLAMA_3_2_3B, write_random_llama
 
 LIMIT = 2 * 10**9
 

@@ -18,11 +18,11 @@ from pathlib import Path
 
 import numpy as np
 
-from pocketquant import llamacpp_ref
 from pocketquant.gguf_file import GGMLType, GGUFFile
 from pocketquant.models import embedded_gguf_path
 from pocketquant.quantize import quantize_gguf
 from pocketquant.quantize.policy import allows_quantization
+from pocketquant.testing import llamacpp_ref
 
 
 def best_of(n: int, fn, *args, **kwargs) -> float:

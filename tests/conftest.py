@@ -38,6 +38,6 @@ def smollm2_hf_dir(tmp_path_factory) -> Path:
 def tiny_llama_dir(tmp_path_factory) -> Path:
     """A tiny random Llama (2 layers, hidden 64, GQA 4/2 heads, llama3 rope scaling, tied embeddings,
     a 512-token byte-level BPE tokenizer with Llama 3's pre-tokenizer); built in about a second."""
-    from pocketquant.models import build_tiny_llama
+    from pocketquant.testing.tiny_models import build_tiny_llama
 
     return build_tiny_llama(tmp_path_factory.mktemp("tiny-llama") / "hf")

@@ -17,8 +17,13 @@ from typing import Any
 import gguf
 
 from pocketquant.convert.errors import ConversionError
-from pocketquant.models.tiny import LLAMA3_PRETOKENIZER_REGEX
 
+# Llama 3's pre-tokenizer regex (tokenizer.json of meta-llama/Meta-Llama-3-8B); llama.cpp's
+# 'llama-bpe' pre-type implements the same split.
+LLAMA3_PRETOKENIZER_REGEX = (
+    r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*"
+    r"|\s*[\r\n]+|\s+(?!\S)|\s+"
+)
 # Probe text of llama.cpp's convert_hf_to_gguf.py get_vocab_base_pre(); the sha256 of str(ids)
 # identifies a known pre-tokenizer.
 CHKTXT = (

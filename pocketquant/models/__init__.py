@@ -1,5 +1,4 @@
-"""Model sources and HF checkpoints: acquire (embedded GGUF, local dir, hub id), validation,
-tiny test models."""
+"""Model sources and HF checkpoints: acquire (embedded GGUF, local dir, hub id), validation."""
 
 from pocketquant.models.acquire import (
     DEFAULT_MODEL,
@@ -9,7 +8,6 @@ from pocketquant.models.acquire import (
     embedded_gguf_path,
 )
 from pocketquant.models.checkpoint import SUPPORTED_ARCHITECTURES, validate_model_dir
-from pocketquant.models.tiny import build_tiny_llama
 
 __all__ = [
     "DEFAULT_MODEL",
@@ -17,7 +15,6 @@ __all__ = [
     "SUPPORTED_ARCHITECTURES",
     "ModelSource",
     "acquire_model",
-    "build_tiny_llama",
     "embedded_gguf_path",
     "validate_model_dir",
 ]

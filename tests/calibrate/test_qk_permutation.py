@@ -23,7 +23,7 @@ N_CTX = 64
 @pytest.fixture(scope="module")
 def wide_llama_dir(tmp_path_factory):
     """Rows of 256 so attn_q/attn_k get real k-quants (the 64-wide tiny model falls back)."""
-    from pocketquant.models import build_tiny_llama
+    from pocketquant.testing.tiny_models import build_tiny_llama
 
     return build_tiny_llama(
         tmp_path_factory.mktemp("wide-llama") / "hf", hidden_size=256, intermediate_size=256, seed=1

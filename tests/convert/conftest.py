@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from pocketquant.convert import convert_hf_to_gguf
-from pocketquant.models import build_tiny_llama
+from pocketquant.testing.tiny_models import build_tiny_llama
 
 
 @pytest.fixture(scope="session")

@@ -31,8 +31,8 @@ def test_gguf_f32_is_twice_the_bf16_size(smollm2_f32_gguf):
 
 @pytest.mark.slow
 def test_nf4_dir_counts_packed_weights_with_their_statistics(tmp_path):
-    from pocketquant.models import build_tiny_llama
     from pocketquant.nf4 import quantize_nf4
+    from pocketquant.testing.tiny_models import build_tiny_llama
 
     base = build_tiny_llama(tmp_path / "tiny", hidden_size=256, intermediate_size=512)
     nf4 = quantize_nf4(base, tmp_path / "tiny-nf4")

@@ -19,7 +19,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from kernel_data import conversion_values, edge_imatrix, edge_rows  # noqa: E402
 
-from pocketquant.llamacpp_ref import GGMLRef  # noqa: E402
+from pocketquant.testing.llamacpp_ref import GGMLRef  # noqa: E402
 
 # ggml type ids of the block types, and the conversions
 BLOCK_TYPES = {"Q8_0": 8, "Q4_0": 2, "Q4_1": 3, "Q5_0": 6, "Q5_1": 7,

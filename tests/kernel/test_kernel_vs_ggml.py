@@ -11,7 +11,8 @@ import numpy as np
 import pytest
 from kernel_data import conversion_values, edge_imatrix, edge_rows, random_sets
 
-from pocketquant import llamacpp_ref, quants
+from pocketquant import quants
+from pocketquant.testing import llamacpp_ref
 
 pytestmark = pytest.mark.skipif(not llamacpp_ref.available(), reason="llama-cpp-python not installed")
 

@@ -9,7 +9,7 @@ import pytest
 
 from pocketquant.gguf_file import GGMLType
 from pocketquant.quantize import quantize_gguf
-from pocketquant.quantize.synthetic import LlamaShape, write_random_llama
+from pocketquant.testing.synthetic_gguf import LlamaShape, write_random_llama
 
 # ne0 a multiple of 256 everywhere (no K-quant fallback), 8 layers so the layer rules (i < 2,
 # i < 4, i < L/8, use_more_bits) pick something, GQA 4 (the Q2_K attn_v rule), untied output.
@@ -21,9 +21,9 @@ ODD = LlamaShape(n_layer=3, n_embd=160, n_ff=200, n_head=5, n_head_kv=5, n_vocab
 
 @pytest.fixture(scope="session")
 def llama_ref():
-    """pocketquant.llamacpp_ref with llama.cpp loaded; skips only where llama-cpp-python is absent."""
+    """pocketquant.testing.llamacpp_ref with llama.cpp loaded; skips only where llama-cpp-python is absent."""
     pytest.importorskip("llama_cpp")
-    from pocketquant import llamacpp_ref
+    from pocketquant.testing import llamacpp_ref
 
     return llamacpp_ref
 

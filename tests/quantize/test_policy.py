@@ -9,7 +9,7 @@ from pocketquant.errors import QuantizationError
 from pocketquant.gguf_file import GGMLType, tensor_nbytes
 from pocketquant.quantize.ftypes import FTYPES, parse_ftype
 from pocketquant.quantize.policy import ModelInfo, PolicyOptions, TypePolicy, order_key, tensor_order
-from pocketquant.quantize.synthetic import LLAMA_3_2_3B, LlamaShape, llama_tensors
+from pocketquant.testing.synthetic_gguf import LLAMA_3_2_3B, LlamaShape, llama_tensors
 
 T = GGMLType
 

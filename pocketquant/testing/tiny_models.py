@@ -14,14 +14,9 @@ from pathlib import Path
 from typing import Literal
 
 from pocketquant.atomic import atomic_path
+from pocketquant.convert.vocab import LLAMA3_PRETOKENIZER_REGEX
 from pocketquant.models.checkpoint import save_checkpoint
 
-# Llama 3's pre-tokenizer regex (tokenizer.json of meta-llama/Meta-Llama-3-8B); llama.cpp's
-# 'llama-bpe' pre-type implements the same split.
-LLAMA3_PRETOKENIZER_REGEX = (
-    r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*"
-    r"|\s*[\r\n]+|\s+(?!\S)|\s+"
-)
 LLAMA3_SPECIAL_TOKENS = [
     "<|begin_of_text|>",
     "<|end_of_text|>",
