@@ -5,7 +5,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
+
 from pocketquant.gguf_file import GGUFFile
+
+# gguf's TokenType: CONTROL and USER_DEFINED tokens are matched whole when special text is parsed
+SPECIAL_TOKEN_TYPES = (3, 4)
 
 
 @dataclass(frozen=True)
@@ -15,6 +20,8 @@ class GGUFInfo:
     bos_token: str
     eos_token: str
     context_length: int | None
+    add_bos: bool  # tokenizer.ggml.add_bos_token (True when absent: the runtime adds BOS)
+    special_tokens: frozenset[str]  # control and user-defined tokens: each tokenizes as one token
 
 
 def read_gguf_info(path: str | Path) -> GGUFInfo:
@@ -31,6 +38,9 @@ def read_gguf_info(path: str | Path) -> GGUFInfo:
                 else ""
             )
 
+        types = np.asarray(g.get("tokenizer.ggml.token_type", []))
+        special_ids = np.flatnonzero(np.isin(types, SPECIAL_TOKEN_TYPES)) if len(types) == len(tokens) else []
+        special = frozenset(str(tokens[i]) for i in special_ids)
         ctx = g.get(f"{arch}.context_length")
         return GGUFInfo(
             architecture=arch,
@@ -38,4 +48,6 @@ def read_gguf_info(path: str | Path) -> GGUFInfo:
             bos_token=token_text("tokenizer.ggml.bos_token_id"),
             eos_token=token_text("tokenizer.ggml.eos_token_id"),
             context_length=int(ctx) if ctx is not None else None,
+            add_bos=bool(g.get("tokenizer.ggml.add_bos_token", True)),
+            special_tokens=special,
         )
