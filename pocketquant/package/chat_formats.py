@@ -77,7 +77,7 @@ CHAT_FORMATS: tuple[ChatFormatSpec, ...] = (
     ),
     ChatFormatSpec(
         name="mistral",
-        title="Mistral [INST] (v0.1-v0.3, Nemo)",
+        title="[INST] (Mistral 7B v0.1-v0.3, Mistral Nemo, Llama 2 chat)",
         markers=("[INST]", "[/INST]"),
         turn_starts=("[INST]",),
         turn_ends=("[/INST]",),  # the assistant turn has no start marker of its own

@@ -24,10 +24,10 @@ from __future__ import annotations
 
 import functools
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Literal
+from typing import Any, Literal
 
 from pocketquant.errors import PackageError
 from pocketquant.package.chat_formats import ChatFormatSpec, describe_formats, detect_format
@@ -199,23 +199,39 @@ class ChatFormat:
     prefill_thinking: tuple[str, str] | None = None  # around .Thinking when an answer is continued
 
     def go_template(self) -> str:
-        """The Ollama TEMPLATE. Literal text sits in Go string literals so that the layout
-        newlines can be trimmed with `{{-` without touching the model's own whitespace."""
+        """The Ollama TEMPLATE: per message, the lead before the first one, the role's prefix,
+        content and suffix; after the last one, the generation prompt. Literal text sits in Go
+        string literals so that the layout newlines can be trimmed with `{{-` without touching the
+        model's own whitespace."""
         lines = ["{{- range $i, $_ := .Messages }}", "{{- $last := eq (len (slice $.Messages $i)) 1 }}"]
+        lines += self._lead()
+        for n, (role, body) in enumerate(self._turns()):
+            lines.append(f'{{{{- {"if" if n == 0 else "else if"} eq .Role "{role}" }}}}{body}')
+        lines.append("{{- end }}")
+        generation = self._generation_prompt()
+        if generation:
+            lines.append(f'{{{{- if and $last (ne .Role "assistant") }}}}{generation}{{{{ end }}}}')
+        lines.append("{{- end }}")
+        return "\n".join(lines)
+
+    def _lead(self) -> list[str]:
+        if self.system == "turn":  # a first system message is a turn with its own prefix
+            if not self.lead:
+                return []
+            return [f'{{{{- if and (eq $i 0) (ne .Role "system") }}}}{_lit(self.lead)}{{{{ end }}}}']
+        if self.lead == self.lead_with_system:
+            return [f"{{{{- if eq $i 0 }}}}{_lit(self.lead)}{{{{ end }}}}"] if self.lead else []
+        return [
+            f'{{{{- if eq $i 0 }}}}{{{{ if eq .Role "system" }}}}{_lit(self.lead_with_system)}'
+            f"{{{{ else }}}}{_lit(self.lead)}{{{{ end }}}}{{{{ end }}}}"
+        ]
+
+    def _turns(self) -> list[tuple[str, str]]:
+        """(role, Go text) per role; a role without a branch (system where it is folded or
+        dropped) renders nothing where it stands."""
+        turns = []
         if self.system == "turn":
-            if self.lead:
-                lines.append(f'{{{{- if and (eq $i 0) (ne .Role "system") }}}}{_lit(self.lead)}{{{{ end }}}}')
-        elif self.lead == self.lead_with_system:
-            if self.lead:
-                lines.append(f"{{{{- if eq $i 0 }}}}{_lit(self.lead)}{{{{ end }}}}")
-        else:
-            lines.append(
-                f'{{{{- if eq $i 0 }}}}{{{{ if eq .Role "system" }}}}{_lit(self.lead_with_system)}'
-                f"{{{{ else }}}}{_lit(self.lead)}{{{{ end }}}}{{{{ end }}}}"
-            )
-        branches = []
-        if self.system == "turn":
-            branches.append(
+            turns.append(
                 ("system", f"{_lit(self.prefix['system'])}{{{{ .Content }}}}{_lit(self.suffix['system'])}")
             )
         fold = ""
@@ -226,43 +242,32 @@ class ChatFormat:
                 f'{{{{ if and {when} (eq {first}.Role "system") }}}}{_lit(self.fold_open)}'
                 f"{{{{ {first}.Content }}}}{_lit(self.fold_sep)}{{{{ end }}}}"
             )
-        branches.append(
+        turns.append(
             ("user", f"{_lit(self.prefix['user'])}{fold}{{{{ .Content }}}}{_lit(self.suffix['user'])}")
         )
         prefill = ""
-        if self.prefill_thinking is not None:
+        if self.prefill_thinking is not None:  # Qwen3 writes a continued answer's reasoning first
             open_, close = self.prefill_thinking
             prefill = f"{{{{ if $last }}}}{_lit(open_)}{{{{ .Thinking }}}}{_lit(close)}{{{{ end }}}}"
         closing = _lit(self.suffix["assistant"])
         if closing:  # a final assistant message is left open so the model continues it
             closing = f"{{{{ if not $last }}}}{closing}{{{{ end }}}}"
-        branches.append(
-            ("assistant", f"{_lit(self.prefix['assistant'])}{prefill}{{{{ .Content }}}}{closing}")
+        turns.append(("assistant", f"{_lit(self.prefix['assistant'])}{prefill}{{{{ .Content }}}}{closing}"))
+        return turns
+
+    def _generation_prompt(self) -> str:
+        default = _lit(self.generation_prompt)
+        if not self.think_generation_prompt:
+            return default
+        on, off = (_lit(self.think_generation_prompt[b]) for b in (True, False))
+        if on == default:  # Qwen3: thinks unless told not to
+            return f"{{{{ if and $.IsThinkSet (not $.Think) }}}}{off}{{{{ else }}}}{default}{{{{ end }}}}"
+        if off == default:
+            return f"{{{{ if and $.IsThinkSet $.Think }}}}{on}{{{{ else }}}}{default}{{{{ end }}}}"
+        return (
+            f"{{{{ if $.IsThinkSet }}}}{{{{ if $.Think }}}}{on}{{{{ else }}}}{off}{{{{ end }}}}"
+            f"{{{{ else }}}}{default}{{{{ end }}}}"
         )
-        for n, (role, body) in enumerate(branches):
-            keyword = "if" if n == 0 else "else if"
-            lines.append(f'{{{{- {keyword} eq .Role "{role}" }}}}{body}')
-        lines.append("{{- end }}")
-        generation = _lit(self.generation_prompt)
-        if self.think_generation_prompt:
-            on, off = (_lit(self.think_generation_prompt[b]) for b in (True, False))
-            if on == generation:  # Qwen3: thinks unless told not to
-                generation = (
-                    f"{{{{ if and $.IsThinkSet (not $.Think) }}}}{off}{{{{ else }}}}{generation}{{{{ end }}}}"
-                )
-            elif off == generation:
-                generation = (
-                    f"{{{{ if and $.IsThinkSet $.Think }}}}{on}{{{{ else }}}}{generation}{{{{ end }}}}"
-                )
-            else:
-                generation = (
-                    f"{{{{ if $.IsThinkSet }}}}{{{{ if $.Think }}}}{on}{{{{ else }}}}{off}{{{{ end }}}}"
-                    f"{{{{ else }}}}{generation}{{{{ end }}}}"
-                )
-        if generation:
-            lines.append(f'{{{{- if and $last (ne .Role "assistant") }}}}{generation}{{{{ end }}}}')
-        lines.append("{{- end }}")
-        return "\n".join(lines)
 
 
 def _lit(text: str) -> str:
@@ -317,6 +322,142 @@ def _without_suffix(text: str, suffix: str, message: str) -> str:
     return text[: len(text) - len(suffix)]
 
 
+Render = Callable[..., str]  # (messages, think=None) -> the runtime's rendering
+
+
+def _msg(role: str, key: str | None = None, **extra: str) -> dict[str, str]:
+    """A message whose content is the sentinel of `key` (default: its role)."""
+    return {"role": role, "content": _S[key or role], **extra}
+
+
+_PLAIN = [_msg("user"), _msg("assistant"), _msg("user", "user2")]
+
+
+@dataclass(frozen=True)
+class _Turns:
+    """What a user, assistant, user conversation shows."""
+
+    text: str
+    first_user: int  # where the first user message starts in text
+    answer_end: int  # where the assistant message ends in text
+    lead: str
+    prefix: dict[str, str]
+    suffix: dict[str, str]
+    generation_prompt: str
+
+
+def _probe_turns(render: Render, spec: ChatFormatSpec) -> _Turns:
+    """Role prefixes and suffixes, the lead before the first message, the generation prompt."""
+    text = render(_PLAIN)
+    (u0, u1), (a0, a1), (v0, v1) = _locate(text, ["user", "assistant", "user2"], "user, assistant, user")
+    suffix_user, prefix_assistant = _cut(text[u1:a0], spec, "user -> assistant")
+    suffix_assistant, prefix_user = _cut(text[a1:v0], spec, "assistant -> user")
+    lead = _without_suffix(text[:u0], prefix_user, "the first user turn renders differently from later ones")
+    generation = _without_prefix(
+        text[v1:], suffix_user, "the last user turn ends differently from earlier ones"
+    )
+    return _Turns(
+        text,
+        u0,
+        a1,
+        lead,
+        {"user": prefix_user, "assistant": prefix_assistant, "system": ""},
+        {"user": suffix_user, "assistant": suffix_assistant, "system": ""},
+        generation,
+    )
+
+
+def _probe_system(render: Render, spec: ChatFormatSpec, t: _Turns) -> dict[str, Any]:
+    """Where a system message goes: ChatFormat fields (system, lead_with_system, fold_*, and the
+    system prefix/suffix for a turn of its own)."""
+    try:
+        text = render([_msg("system"), *_PLAIN])
+    except PackageError:  # Gemma 1/2, Mistral v0.1
+        return {"system": "refused", "lead_with_system": t.lead, "fold_sep": REFUSED_SYSTEM_SEPARATOR}
+    if _S["system"] not in text:  # the first Phi-3 template
+        if text != t.text:
+            raise PackageError("chat template: a system message it ignores still changes the rendering")
+        return {"system": "dropped", "lead_with_system": t.lead}
+    at = text.index(_S["system"])
+    if at > text.index(_S["user"]):  # Mistral v0.3: inside the last user turn
+        (_, a1), (s0, s1), (v0, _) = _locate(
+            text, ["assistant", "system", "user2"], "system folded into a later user turn"
+        )
+        if text[:a1] != t.text[: t.answer_end]:
+            raise PackageError("chat template: a system message changes the turns before it")
+        fold_open = _without_prefix(
+            text[a1:s0],
+            t.suffix["assistant"] + t.prefix["user"],
+            "the system message is folded into a user turn in a way pocketquant cannot reproduce",
+        )
+        return {
+            "system": "last_user",
+            "lead_with_system": t.lead,
+            "fold_open": fold_open,
+            "fold_sep": text[s1:v0],
+        }
+    (_, s1), (u0, _) = _locate(text, ["system", "user"], "system, user")
+    if text[u0:] != t.text[t.first_user :]:
+        raise PackageError("chat template: a system message changes turns after the first user message")
+    gap, before = text[s1:u0], text[:at]
+    try:
+        system_suffix, after = _cut(gap, spec, "system -> user")
+    except PackageError:
+        system_suffix, after = "", None
+    if after == t.prefix["user"]:  # a turn of its own
+        return {
+            "system": "turn",
+            "prefix": {**t.prefix, "system": before},
+            "suffix": {**t.suffix, "system": system_suffix},
+        }
+    inside = before.find(t.prefix["user"])  # Gemma 3, Mistral v0.2: inside the first user turn
+    if inside < 0:
+        raise PackageError("chat template: cannot find the first user turn around the system message")
+    return {
+        "system": "first_user",
+        "lead_with_system": before[:inside],
+        "fold_open": before[inside + len(t.prefix["user"]) :],
+        "fold_sep": gap,
+    }
+
+
+def _probe_thinking(render: Render, t: _Turns) -> dict[str, Any]:
+    """Qwen3-style thinking: the generation prompt by think flag (enable_thinking), and the
+    reasoning block written before a continued answer."""
+    fields: dict[str, Any] = {}
+    by_think = {think: render([_msg("user")], think=think) for think in (None, True, False)}
+    if len(set(by_think.values())) > 1:
+        fields["think_generation_prompt"] = {
+            think: _without_prefix(
+                by_think[think].split(_S["user"], 1)[1],
+                t.suffix["user"],
+                "the generation prompt with thinking set does not follow the user turn",
+            )
+            for think in (True, False)
+        }
+    opening = t.suffix["user"] + t.prefix["assistant"]
+    continued = render([_msg("user"), _msg("assistant")])
+    (_, c1), (c0, _) = _locate(continued, ["user", "assistant"], "a continued answer")
+    extra = _without_prefix(
+        continued[c1:c0], opening, "a final assistant message is rendered differently from earlier ones"
+    )
+    if extra:
+        reasoned = render([_msg("user"), _msg("assistant", reasoning_content=_S["thinking"])])
+        (_, r1), (h0, h1), (r0, _) = _locate(
+            reasoned, ["user", "thinking", "assistant"], "a continued answer"
+        )
+        around = (
+            _without_prefix(reasoned[r1:h0], opening, "a continued answer's reasoning cannot be reproduced"),
+            reasoned[h1:r0],
+        )
+        if "".join(around) != extra:
+            raise PackageError(
+                "chat template: a final assistant message adds text pocketquant cannot reproduce"
+            )
+        fields["prefill_thinking"] = around
+    return fields
+
+
 def derive_chat_format(
     jinja_source: str, *, bos_token: str, eos_token: str, add_bos: bool = True
 ) -> ChatFormat:
@@ -329,129 +470,25 @@ def derive_chat_format(
             f"chat template: not a chat format pocketquant recognises (the template starts {head!r}); "
             f"recognised: {describe_formats()}"
         )
-    s = _S
-    tokens = {"bos_token": bos_token, "eos_token": eos_token, "add_bos": add_bos}
 
-    def render(messages: Sequence[Message], **kw: bool | None) -> str:
-        return render_jinja_runtime(jinja_source, messages, **tokens, **kw)  # type: ignore[arg-type]
-
-    def msg(role: str, key: str | None = None, **extra: str) -> dict[str, str]:
-        return {"role": role, "content": s[key or role], **extra}
-
-    # 1. user, assistant, user: the role prefixes/suffixes, the lead and the generation prompt
-    plain = [msg("user"), msg("assistant"), msg("user", "user2")]
-    text = render(plain)
-    (u0, u1), (a0, a1), (v0, v1) = _locate(text, ["user", "assistant", "user2"], "user, assistant, user")
-    suffix_user, prefix_assistant = _cut(text[u1:a0], spec, "user -> assistant")
-    suffix_assistant, prefix_user = _cut(text[a1:v0], spec, "assistant -> user")
-    lead = _without_suffix(text[:u0], prefix_user, "the first user turn renders differently from later ones")
-    generation = _without_prefix(
-        text[v1:], suffix_user, "the last user turn ends differently from earlier ones"
-    )
-    prefix = {"user": prefix_user, "assistant": prefix_assistant, "system": ""}
-    suffix = {"user": suffix_user, "assistant": suffix_assistant, "system": ""}
-
-    # 2. where a system message goes
-    placement: SystemPlacement
-    lead_with_system = fold_open = fold_sep = ""
-    try:
-        sys_text = render([msg("system"), *plain])
-    except PackageError:
-        sys_text = None
-    if sys_text is None:
-        placement, lead_with_system, fold_sep = "refused", lead, REFUSED_SYSTEM_SEPARATOR
-    elif s["system"] not in sys_text:
-        if sys_text != text:
-            raise PackageError("chat template: a system message it ignores still changes the rendering")
-        placement, lead_with_system = "dropped", lead
-    else:
-        at = sys_text.index(s["system"])
-        if at < sys_text.index(s["user"]):  # before the first user message
-            (_, s1), (u0s, _) = _locate(sys_text, ["system", "user"], "system, user")
-            if sys_text[u0s:] != text[u0:]:
-                raise PackageError(
-                    "chat template: a system message changes turns after the first user message"
-                )
-            gap = sys_text[s1:u0s]
-            try:
-                sys_suffix, after = _cut(gap, spec, "system -> user")
-            except PackageError:
-                sys_suffix, after = "", None
-            if after == prefix_user:
-                placement = "turn"
-                prefix["system"], suffix["system"] = sys_text[:at], sys_suffix
-            else:  # the system prompt sits inside the first user turn
-                placement, fold_sep = "first_user", gap
-                before = sys_text[:at]
-                inside = before.find(prefix_user)
-                if inside < 0:
-                    raise PackageError(
-                        "chat template: cannot find the first user turn around the system message"
-                    )
-                lead_with_system, fold_open = before[:inside], before[inside + len(prefix_user) :]
-        else:  # inside the last user turn
-            (_, a1s), (s0, s1), (v0s, _) = _locate(
-                sys_text, ["assistant", "system", "user2"], "system folded into a later user turn"
-            )
-            if sys_text[:a1s] != text[:a1]:
-                raise PackageError("chat template: a system message changes the turns before it")
-            fold_open = _without_prefix(
-                sys_text[a1s:s0],
-                suffix_assistant + prefix_user,
-                "the system message is folded into a user turn in a way pocketquant cannot reproduce",
-            )
-            placement, lead_with_system, fold_sep = "last_user", lead, sys_text[s1:v0s]
-
-    # 3. thinking: the generation prompt by think flag, the block before a continued answer
-    think_generation: dict[bool, str] = {}
-    one = [msg("user")]
-    by_think = {think: render(one, think=think) for think in (None, True, False)}
-    if len(set(by_think.values())) > 1:
-        for think in (True, False):
-            tail = by_think[think][by_think[think].index(s["user"]) + len(s["user"]) :]
-            think_generation[think] = _without_prefix(
-                tail, suffix_user, "the generation prompt with thinking set does not follow the user turn"
-            )
-    continued = render([msg("user"), msg("assistant")])
-    (_, c1), (c0, _) = _locate(continued, ["user", "assistant"], "a continued answer")
-    extra = _without_prefix(
-        continued[c1:c0],
-        suffix_user + prefix_assistant,
-        "a final assistant message is rendered differently from earlier ones",
-    )
-    prefill_thinking = None
-    if extra:
-        reasoned = render([msg("user"), msg("assistant", reasoning_content=s["thinking"])])
-        (_, r1), (t0, t1), (r0, _) = _locate(
-            reasoned, ["user", "thinking", "assistant"], "a continued answer"
+    def render(messages: Sequence[Message], think: bool | None = None) -> str:
+        return render_jinja_runtime(
+            jinja_source, messages, bos_token=bos_token, eos_token=eos_token, think=think, add_bos=add_bos
         )
-        open_ = _without_prefix(
-            reasoned[r1:t0],
-            suffix_user + prefix_assistant,
-            "a final assistant message with reasoning is rendered in a way pocketquant cannot reproduce",
-        )
-        prefill_thinking = (open_, reasoned[t1:r0])
-        if open_ + prefill_thinking[1] != extra:
-            raise PackageError(
-                "chat template: a final assistant message adds text pocketquant cannot reproduce"
-            )
 
-    stops = tuple(dict.fromkeys([*spec.stops, *([eos_token] if eos_token else [])]))
-    fmt = ChatFormat(
-        family=spec.name,
-        leading_bos=starts_with_bos(jinja_source, plain, eos_token=eos_token),
-        lead=lead,
-        prefix=prefix,
-        suffix=suffix,
-        generation_prompt=generation,
-        stops=stops,
-        system=placement,
-        lead_with_system=lead_with_system,
-        fold_open=fold_open,
-        fold_sep=fold_sep,
-        think_generation_prompt=think_generation,
-        prefill_thinking=prefill_thinking,
-    )
+    turns = _probe_turns(render, spec)
+    fields: dict[str, Any] = {
+        "family": spec.name,
+        "leading_bos": starts_with_bos(jinja_source, _PLAIN, eos_token=eos_token),
+        "lead": turns.lead,
+        "prefix": turns.prefix,
+        "suffix": turns.suffix,
+        "generation_prompt": turns.generation_prompt,
+        "stops": tuple(dict.fromkeys([*spec.stops, *([eos_token] if eos_token else [])])),
+    }
+    fields.update(_probe_system(render, spec, turns))
+    fields.update(_probe_thinking(render, turns))
+    fmt = ChatFormat(**fields)
     check_go_template(fmt, jinja_source, bos_token=bos_token, eos_token=eos_token, add_bos=add_bos)
     return fmt
 

@@ -3,7 +3,7 @@
 
 tests/package/data/templates/ holds public chat templates: the Qwen2.5, Qwen3, Gemma 2, Phi-3.5,
 Llama 3.1/3.2, Granite 3.3 and Mistral Nemo ones from llama.cpp's models/templates, the others as
-their model cards' tokenizer_config.json carry them.
+their models' tokenizer_config.json carry them (for the older ones, as first published).
 """
 
 from __future__ import annotations
@@ -55,6 +55,7 @@ TEMPLATES = [
     TemplateCase("mistralai-Mistral-7B-Instruct-v0.2", "<s>", "</s>", "mistral", "first_user", True),
     TemplateCase("mistralai-Mistral-7B-Instruct-v0.3", "<s>", "</s>", "mistral", "last_user", True),
     TemplateCase("mistralai-Mistral-Nemo-Instruct-2407", "<s>", "</s>", "mistral", "last_user", True),
+    TemplateCase("meta-llama-Llama-2-7b-chat-hf", "<s>", "</s>", "mistral", "first_user", True),
     TemplateCase("TinyLlama-TinyLlama-1.1B-Chat-v1.0", "<s>", "</s>", "zephyr", "turn", False),
     TemplateCase("allenai-OLMo-2-1124-7B-Instruct", "<|endoftext|>", "<|endoftext|>", "zephyr", "turn", True),
     TemplateCase(

@@ -45,3 +45,11 @@ def test_phone_doc_names_are_the_default_packages():
         "variant.gguf",
     }
     assert set(re.findall(r"ollama (?:create|run) ([\w.:-]+)", doc)) <= {stem, example}
+
+
+def test_readme_names_the_default_package():
+    stem = _default_stem()
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    assert f"pocketquant verify artifacts/package/{stem}.zip" in readme
+    assert f"ollama create {stem} -f Modelfile" in readme
+    assert "PACKAGE.zip" not in readme
