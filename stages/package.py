@@ -14,7 +14,7 @@ from pathlib import Path
 from common import load_params, run, variant_label, variant_path
 
 from pocketquant.atomic import atomic_path
-from pocketquant.package.build import build_package, head_commit, package_stem
+from pocketquant.package.build import build_package, head_commit, slug
 
 
 def main() -> None:
@@ -37,7 +37,7 @@ def main() -> None:
             return
         build_package(
             variant,
-            tmp / f"{package_stem(model, scheme)}.zip",
+            tmp / f"{slug(model)}-{slug(scheme)}.zip",
             model_name=model,
             scheme=scheme,
             # the params this stage lists in dvc.yaml: the manifest records exactly what built it

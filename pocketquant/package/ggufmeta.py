@@ -9,9 +9,6 @@ import numpy as np
 
 from pocketquant.gguf_file import GGUFFile
 
-# gguf's TokenType: CONTROL and USER_DEFINED tokens are matched whole when special text is parsed
-SPECIAL_TOKEN_TYPES = (3, 4)
-
 
 @dataclass(frozen=True)
 class GGUFInfo:
@@ -20,8 +17,8 @@ class GGUFInfo:
     bos_token: str
     eos_token: str
     context_length: int | None
-    add_bos: bool  # tokenizer.ggml.add_bos_token (True when absent: the runtime adds BOS)
-    special_tokens: frozenset[str]  # control and user-defined tokens: each tokenizes as one token
+    add_bos: bool = True  # tokenizer.ggml.add_bos_token (absent: the runtime adds BOS)
+    special_tokens: frozenset[str] = frozenset()  # see special_token_texts
 
 
 def read_gguf_info(path: str | Path) -> GGUFInfo:
@@ -38,9 +35,6 @@ def read_gguf_info(path: str | Path) -> GGUFInfo:
                 else ""
             )
 
-        types = np.asarray(g.get("tokenizer.ggml.token_type", []))
-        special_ids = np.flatnonzero(np.isin(types, SPECIAL_TOKEN_TYPES)) if len(types) == len(tokens) else []
-        special = frozenset(str(tokens[i]) for i in special_ids)
         ctx = g.get(f"{arch}.context_length")
         return GGUFInfo(
             architecture=arch,
@@ -49,5 +43,19 @@ def read_gguf_info(path: str | Path) -> GGUFInfo:
             eos_token=token_text("tokenizer.ggml.eos_token_id"),
             context_length=int(ctx) if ctx is not None else None,
             add_bos=bool(g.get("tokenizer.ggml.add_bos_token", True)),
-            special_tokens=special,
+            special_tokens=special_token_texts(g),
         )
+
+
+# gguf's TokenType CONTROL and USER_DEFINED: tokens matched whole when special text is parsed
+SPECIAL_TOKEN_TYPES = (3, 4)
+
+
+def special_token_texts(g: GGUFFile) -> frozenset[str]:
+    """The texts of the vocabulary's control and user-defined tokens: each tokenizes as one token
+    (llama.cpp with parse_special), so they can be Modelfile stops. Empty without token types."""
+    tokens = g.get("tokenizer.ggml.tokens") or []
+    types = np.asarray(g.get("tokenizer.ggml.token_type", []))
+    if len(types) != len(tokens):
+        return frozenset()
+    return frozenset(str(tokens[i]) for i in np.flatnonzero(np.isin(types, SPECIAL_TOKEN_TYPES)))

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import yaml
 
-from pocketquant.package.build import package_stem
+from pocketquant.package.build import package_stem, slug
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -20,7 +20,10 @@ def _default_stem() -> str:
     common = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(common)
     params = yaml.safe_load((ROOT / "params.yaml").read_text(encoding="utf-8"))
-    return package_stem(params["model"]["name"], common.variant_label(params["quant"]))
+    model, scheme = params["model"]["name"], common.variant_label(params["quant"])
+    stem = f"{slug(model)}-{slug(scheme)}"  # the zip's stem in stages/package.py
+    assert stem == package_stem(model, scheme)  # the GGUF's and the Ollama model's (build_package)
+    return stem
 
 
 def test_phone_doc_names_are_the_default_packages():
