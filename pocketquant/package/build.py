@@ -26,10 +26,11 @@ from typing import Any, BinaryIO, Literal
 from pocketquant import __version__
 from pocketquant.atomic import atomic_path
 from pocketquant.errors import PackageError
-from pocketquant.package.chat_template import derive_chat_format
 from pocketquant.package.device_readme import render_readme
 from pocketquant.package.ggufmeta import read_gguf_info
+from pocketquant.package.measured import headline
 from pocketquant.package.modelfile import render_modelfile
+from pocketquant.package.prompt_template import check_stops, choose_prompt_template, single_token_stops
 
 FORMAT = "pocketquant-package/1"
 MANIFEST = "manifest.json"
@@ -80,6 +81,11 @@ def slug(text: str) -> str:
     if not s:
         raise PackageError(f"cannot make a file name from {text!r}")
     return s
+
+
+def package_stem(model_name: str, scheme: str) -> str:
+    """`<model>-<scheme>`: the Ollama model name, the GGUF member's and the package zip's stem."""
+    return f"{slug(model_name)}-{slug(scheme)}"
 
 
 def plain_json(value: Any, where: str) -> Any:
@@ -167,10 +173,12 @@ def build_package(
 ) -> Path:
     """Write the package zip to out_zip (atomically) and return its path.
 
-    chat_template: Jinja chat template; default: the GGUF's tokenizer.chat_template.
-    stop: Modelfile stop strings; default: the template family's markers plus the EOS token.
-    unknown_template: for a template of no known family, "error" raises PackageError and "raw"
-      writes a `{{ .Prompt }}` TEMPLATE and records a warning in the manifest.
+    chat_template: Jinja chat template; default: the GGUF's tokenizer.chat_template. Without one
+      (a base model) the Modelfile does plain completion: `{{ .Prompt }}`, stop at EOS.
+    stop: Modelfile stop strings; default: the chat format's end-of-turn tokens that are single
+      special tokens of the model, plus its EOS token.
+    unknown_template: for a chat template of no known format, "error" raises PackageError and
+      "raw" writes a `{{ .Prompt }}` TEMPLATE and records a warning in the manifest.
     """
     gguf_path, out_zip = Path(gguf_path), Path(out_zip)
     if not gguf_path.is_file():
@@ -179,12 +187,14 @@ def build_package(
         raise PackageError(f"{out_zip}: output would overwrite the input GGUF")
     if num_ctx < 1:
         raise PackageError(f"num_ctx must be positive, got {num_ctx}")
+    if stop is not None:
+        check_stops(stop)
     info = read_gguf_info(gguf_path)
     if info.context_length is not None and num_ctx > info.context_length:
         raise PackageError(
             f"num_ctx {num_ctx} exceeds the context length {info.context_length} of {gguf_path}"
         )
-    ollama_name = f"{slug(model_name)}-{slug(scheme)}"  # also the default GGUF file stem
+    ollama_name = package_stem(model_name, scheme)
     gguf_member = gguf_name or f"{ollama_name}.gguf"
     if (
         not gguf_member.endswith(".gguf")
@@ -193,34 +203,21 @@ def build_package(
     ):
         raise PackageError(f"bad GGUF member name {gguf_member!r} (a plain name ending in .gguf)")
 
-    warnings: list[str] = []
     template_source = "argument" if chat_template is not None else "gguf"
     jinja = chat_template if chat_template is not None else info.chat_template
+    where = f"{gguf_path} ({template_source} chat template)"
+    prompt = choose_prompt_template(jinja, info, unknown_template=unknown_template, where=where)
     if jinja is None:
-        if unknown_template != "raw":
-            raise PackageError(f"{gguf_path}: no tokenizer.chat_template in the GGUF and none given")
         template_source = "none"
-    family: str | None = None
-    if jinja is not None:
-        try:
-            fmt = derive_chat_format(jinja, bos_token=info.bos_token, eos_token=info.eos_token)
-            go_template, family, default_stops = fmt.go_template(), fmt.family, list(fmt.stops)
-        except PackageError as exc:
-            if unknown_template != "raw":
-                raise PackageError(f"{gguf_path} ({template_source} chat template): {exc}") from exc
-            warnings.append(f"raw TEMPLATE written: {exc}")
-            jinja = None
-    if jinja is None:
-        go_template = "{{ .Prompt }}"
-        default_stops = [info.eos_token] if info.eos_token else []
-        warnings.append(
-            "the Modelfile TEMPLATE passes the prompt through unformatted; chat quality may suffer"
-        )
-    stops = list(dict.fromkeys(stop if stop is not None else default_stops))
+    warnings = list(prompt.warnings)
+    if stop is not None:
+        stops, left_out = list(dict.fromkeys(stop)), []
+    else:
+        stops, left_out = single_token_stops(prompt.stops, info)
 
     modelfile = render_modelfile(
         gguf_name=gguf_member,
-        template=go_template,
+        template=prompt.go_template,
         stops=stops,
         num_ctx=num_ctx,
         extra_parameters=extra_parameters,
@@ -231,15 +228,19 @@ def build_package(
     ).encode()
     gguf_size = gguf_path.stat().st_size
     gguf_sha = sha256_file(gguf_path, progress=progress)
+    metrics = plain_json(metrics, "metrics") if metrics is not None else None
+    measured = headline(metrics)
     readme = render_readme(
         model_name=model_name,
         scheme=scheme,
+        package_name=out_zip.name,
         gguf_name=gguf_member,
         gguf_size=gguf_size,
         gguf_sha256=gguf_sha,
         num_ctx=num_ctx,
         ollama_name=ollama_name,
-        metrics=plain_json(metrics, "metrics") if metrics else None,
+        prompt_format=prompt.readme,
+        measured=measured,
     ).encode()
     texts = {MODELFILE: modelfile, README: readme}
     files = {
@@ -250,16 +251,22 @@ def build_package(
         "format": FORMAT,
         "model": model_name,
         "scheme": scheme,
+        "package": out_zip.name,
+        "ollama_model": ollama_name,
         "gguf": gguf_member,
         "files": dict(sorted(files.items())),
         "modelfile": {
             "num_ctx": num_ctx,
             "stop": stops,
-            "template_family": family,
+            "stops_left_out": left_out,
+            "template_kind": prompt.readme.kind,
+            "template_family": prompt.family,
             "template_source": template_source,
+            "system": prompt.system,
         },
         "params": plain_json(params, "params"),
-        "metrics": plain_json(metrics, "metrics") if metrics is not None else None,
+        "metrics": metrics,
+        "measured": measured,
         "tools": tool_versions(),
         "git_commit": git_commit,
         "warnings": warnings,

@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
+
 from pocketquant.gguf_file import GGUFFile
 
 
@@ -15,6 +17,8 @@ class GGUFInfo:
     bos_token: str
     eos_token: str
     context_length: int | None
+    add_bos: bool = True  # tokenizer.ggml.add_bos_token (absent: the runtime adds BOS)
+    special_tokens: frozenset[str] = frozenset()  # see special_token_texts
 
 
 def read_gguf_info(path: str | Path) -> GGUFInfo:
@@ -38,4 +42,20 @@ def read_gguf_info(path: str | Path) -> GGUFInfo:
             bos_token=token_text("tokenizer.ggml.bos_token_id"),
             eos_token=token_text("tokenizer.ggml.eos_token_id"),
             context_length=int(ctx) if ctx is not None else None,
+            add_bos=bool(g.get("tokenizer.ggml.add_bos_token", True)),
+            special_tokens=special_token_texts(g),
         )
+
+
+# gguf's TokenType CONTROL and USER_DEFINED: tokens matched whole when special text is parsed
+SPECIAL_TOKEN_TYPES = (3, 4)
+
+
+def special_token_texts(g: GGUFFile) -> frozenset[str]:
+    """The texts of the vocabulary's control and user-defined tokens: each tokenizes as one token
+    (llama.cpp with parse_special), so they can be Modelfile stops. Empty without token types."""
+    tokens = g.get("tokenizer.ggml.tokens") or []
+    types = np.asarray(g.get("tokenizer.ggml.token_type", []))
+    if len(types) != len(tokens):
+        return frozenset()
+    return frozenset(str(tokens[i]) for i in np.flatnonzero(np.isin(types, SPECIAL_TOKEN_TYPES)))

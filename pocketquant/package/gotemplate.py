@@ -600,9 +600,11 @@ def go_string(text: str) -> str:
     return json.dumps(text, ensure_ascii=False)
 
 
-def ollama_values(messages: Sequence[Mapping[str, str]]) -> dict[str, Any]:
-    """The values Ollama passes to a chat template: consecutive same-role messages merged, all
-    system contents joined as .System, and .Messages as {Role, Content} objects."""
+def ollama_values(messages: Sequence[Mapping[str, str]], *, think: bool | None = None) -> dict[str, Any]:
+    """The values Ollama passes to a chat template (template.Execute): consecutive same-role
+    messages merged, all system contents joined as .System, .Messages as {Role, Content, Thinking}
+    objects (a message's `reasoning_content` is what Ollama keeps as Thinking), and the request's
+    think flag as .Think / .IsThinkSet."""
     collated: list[dict[str, Any]] = []
     system: list[str] = []
     for msg in messages:
@@ -612,5 +614,12 @@ def ollama_values(messages: Sequence[Mapping[str, str]]) -> dict[str, Any]:
         if collated and collated[-1]["Role"] == role and role != "tool":
             collated[-1]["Content"] += "\n\n" + content
         else:
-            collated.append({"Role": role, "Content": content})
-    return {"System": "\n\n".join(system), "Messages": collated, "Tools": None, "Response": ""}
+            collated.append({"Role": role, "Content": content, "Thinking": msg.get("reasoning_content", "")})
+    return {
+        "System": "\n\n".join(system),
+        "Messages": collated,
+        "Tools": None,
+        "Response": "",
+        "Think": bool(think),
+        "IsThinkSet": think is not None,
+    }

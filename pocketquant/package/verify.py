@@ -178,7 +178,11 @@ def _run_model(
         if derived_from_gguf and info.chat_template is not None:
             messages = ([{"role": "system", "content": mf.system}] if mf.system else []) + list(PROMPT)
             expected = render_jinja_runtime(
-                info.chat_template, messages, bos_token=info.bos_token, eos_token=info.eos_token
+                info.chat_template,
+                messages,
+                bos_token=info.bos_token,
+                eos_token=info.eos_token,
+                add_bos=info.add_bos,
             )
             if expected != prompt:
                 raise PackageError(

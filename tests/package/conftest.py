@@ -26,3 +26,21 @@ def package_zip(smollm2_gguf, tmp_path_factory) -> Path:
     from pocketquant.package import build_package
 
     return build_package(smollm2_gguf, tmp_path_factory.mktemp("pkg") / "smollm2.zip", **build_kwargs())
+
+
+@pytest.fixture
+def frozen_clock(monkeypatch):
+    """transformers' strftime_now prints PINNED_DATE, the date our templates pin (Llama 3.2 and
+    Granite print today's date)."""
+    import datetime
+
+    from transformers.utils import chat_template_utils
+
+    from pocketquant.package.chat_template import PINNED_DATE
+
+    class Frozen(datetime.datetime):
+        @classmethod
+        def now(cls, tz=None):  # noqa: ANN001, ANN206
+            return PINNED_DATE
+
+    monkeypatch.setattr(chat_template_utils, "datetime", Frozen)

@@ -94,7 +94,11 @@ def test_package_contents(package_zip, smollm2_gguf):
     assert set(manifest["tools"]) == {"pocketquant", "gguf", "llama-cpp-python", "python"}
     assert manifest["tools"]["gguf"]  # installed here, so recorded
     assert manifest["modelfile"]["template_family"] == "chatml"
+    assert manifest["modelfile"]["template_kind"] == "chat" and manifest["modelfile"]["system"] == "turn"
     assert manifest["warnings"] == []
+    assert manifest["package"] == package_zip.name == "smollm2.zip"
+    assert manifest["ollama_model"] == "smollm2-135m-instruct-q4_1"
+    assert manifest["measured"]["ppl"] == METRICS["ppl"] and manifest["measured"]["size_bytes"] == 98362432
 
     assert modelfile.from_ == f"./{GGUF_MEMBER}"
     assert modelfile.parameters["stop"] == ["<|im_start|>", "<|im_end|>"]
@@ -103,17 +107,24 @@ def test_package_contents(package_zip, smollm2_gguf):
 
     for needle in (
         "pkg install llama-cpp",
-        "llama-cli -m",
+        f"llama-cli -m {GGUF_MEMBER} -c 1024 -cnv",
         "llama-server",
-        "ollama create",
-        "ollama run",
+        "unzip ~/storage/downloads/smollm2.zip",
+        "pocketquant verify smollm2.zip",
+        "ollama create smollm2-135m-instruct-q4_1 -f Modelfile",
+        "ollama run smollm2-135m-instruct-q4_1",
+        "Chat format: ChatML (Qwen2/2.5, Qwen3, SmolLM2); a system prompt is a turn of its own.",
+        "## Measured",
+        "| perplexity | 27.500 |",
+        "| KL divergence from the base model | mean 0.0123 |",
         gguf_sha,
     ):
         assert needle in readme
+    assert "PACKAGE.zip" not in readme
 
 
 def test_build_is_deterministic(package_zip, smollm2_gguf, tmp_path):
-    again = build_package(smollm2_gguf, tmp_path / "again.zip", **build_kwargs())
+    again = build_package(smollm2_gguf, tmp_path / package_zip.name, **build_kwargs())
     assert again.read_bytes() == package_zip.read_bytes()
     # a different input changes the bytes (the test above can fail)
     other = build_package(
@@ -180,24 +191,46 @@ def test_bad_inputs_leave_no_output(smollm2_gguf, tmp_path):
 
 def test_unknown_template_fails_or_falls_back(smollm2_gguf, tmp_path):
     pytest.importorskip("jinja2")
-    gemma_like = (
-        "{{ bos_token }}{% for m in messages %}"
-        "<start_of_turn>{{ m['role'] }}\n{{ m['content'] }}<end_of_turn>\n"
-        "{% endfor %}{% if add_generation_prompt %}<start_of_turn>model\n{% endif %}"
+    alpaca = (
+        "{{ bos_token }}{% for m in messages %}{% if m['role'] == 'user' %}### Instruction:\n"
+        "{{ m['content'] }}\n\n{% else %}### Response:\n{{ m['content'] }}\n\n{% endif %}{% endfor %}"
+        "### Response:\n"
     )
     out = tmp_path / "pkg.zip"
-    with pytest.raises(PackageError, match="unknown family"):
-        build_package(smollm2_gguf, out, **build_kwargs(chat_template=gemma_like))
+    with pytest.raises(
+        PackageError, match="not a chat format pocketquant recognises .*--unknown-template raw"
+    ):
+        build_package(smollm2_gguf, out, **build_kwargs(chat_template=alpaca))
     assert not out.exists()
 
-    build_package(smollm2_gguf, out, **build_kwargs(chat_template=gemma_like, unknown_template="raw"))
+    build_package(smollm2_gguf, out, **build_kwargs(chat_template=alpaca, unknown_template="raw"))
     with zipfile.ZipFile(out) as zf:
         manifest = json.loads(zf.read("manifest.json"))
         modelfile = parse_modelfile(zf.read("Modelfile").decode())
+        readme = zf.read("README.md").decode()
     assert modelfile.template == "{{ .Prompt }}"
     assert manifest["modelfile"]["template_family"] is None
-    assert any("unknown family" in w for w in manifest["warnings"])
+    assert manifest["modelfile"]["template_kind"] == "raw"
+    assert any("not a chat format" in w for w in manifest["warnings"])
+    assert "chat template was not recognised" in readme
     assert verify_package(out, load_model=False, progress=False).prompt == "Name three colors."
+
+
+def test_empty_stop_is_refused(smollm2_gguf, tmp_path, capsys):
+    from pocketquant.cli import main
+
+    out = tmp_path / "pkg.zip"
+    with pytest.raises(PackageError, match="empty stop"):
+        build_package(smollm2_gguf, out, **build_kwargs(stop=["<|im_end|>", ""]))
+    argv = ["package", str(smollm2_gguf), str(out), "--model-name", "m", "--scheme", "q4_1", "--quiet"]
+    with pytest.raises(SystemExit) as exit_:
+        main([*argv, "--stop", ""])
+    assert exit_.value.code == 2
+    assert "argument --stop: an empty stop string" in capsys.readouterr().err
+    assert not out.exists()
+    assert main([*argv, "--stop", "<|im_end|>"]) == 0
+    with zipfile.ZipFile(out) as zf:
+        assert parse_modelfile(zf.read("Modelfile").decode()).parameters["stop"] == ["<|im_end|>"]
 
 
 @pytest.mark.slow
@@ -231,7 +264,7 @@ def test_package_command_matches_the_library(package_zip, smollm2_gguf, tmp_path
     metrics, params = tmp_path / "metrics.json", tmp_path / "params.json"
     metrics.write_text(json.dumps(METRICS))
     params.write_text(json.dumps(PARAMS))
-    out = tmp_path / "cli.zip"
+    out = tmp_path / package_zip.name  # the name is part of the README and manifest
     argv = [
         "package",
         str(smollm2_gguf),

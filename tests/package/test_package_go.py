@@ -57,16 +57,31 @@ def test_interpreter_agrees_with_go(go_render):
 
 
 def test_packaged_and_derived_templates_render_like_go(go_render, package_zip):
-    from test_package_template import EXTRA_CONVERSATIONS, LLAMA3_DATED_SYSTEM, LLAMA3_TOKENS
+    from chat_testlib import EXTRA_CONVERSATIONS
 
     with zipfile.ZipFile(package_zip) as zf:
-        templates = [parse_modelfile(zf.read("Modelfile").decode()).template]
-    templates.append(derive_chat_format(LLAMA3_DATED_SYSTEM, **LLAMA3_TOKENS).go_template())
-    cases = [
-        (t, ollama_values(messages))
-        for t in templates
-        for messages in [*CHECK_CONVERSATIONS, *EXTRA_CONVERSATIONS]
-    ]
+        template = parse_modelfile(zf.read("Modelfile").decode()).template
+    cases = [(template, ollama_values(messages)) for messages in [*CHECK_CONVERSATIONS, *EXTRA_CONVERSATIONS]]
     for (template, data), theirs in zip(cases, go_render(cases), strict=True):
         assert "err" not in theirs, theirs
         assert GoTemplate(template).render(data) == theirs["out"]
+
+
+def test_every_format_renders_like_jinja_in_go(go_render, frozen_clock):
+    """Each chat format's derived TEMPLATE, run by Go's own text/template with the values Ollama
+    passes (.Messages, .Think, .IsThinkSet), renders what transformers renders from the model's
+    real Jinja template."""
+    from chat_testlib import TEMPLATES, transformers_runtime
+    from test_package_template import comparable_chats
+
+    cases, expected = [], []
+    for case in TEMPLATES:
+        go = derive_chat_format(case.source, bos_token=case.bos, eos_token=case.eos).go_template()
+        for messages, think in comparable_chats(case):
+            cases.append((go, ollama_values(messages, think=think)))
+            expected.append((case.file, transformers_runtime(case, messages, think=think)))
+    assert len(cases) > 150
+    for (template, data), theirs, (name, want) in zip(cases, go_render(cases), expected, strict=True):
+        assert "err" not in theirs, (name, theirs)
+        assert theirs["out"] == want, name
+        assert GoTemplate(template).render(data) == want, name

@@ -45,7 +45,11 @@ def test_ollama_values_merge_like_ollama():
     )
     assert values["System"] == "a\n\nb"
     assert values["Messages"] == [
-        {"Role": "system", "Content": "a"},
-        {"Role": "user", "Content": "u1\n\nu2"},
-        {"Role": "system", "Content": "b"},
+        {"Role": "system", "Content": "a", "Thinking": ""},
+        {"Role": "user", "Content": "u1\n\nu2", "Thinking": ""},
+        {"Role": "system", "Content": "b", "Thinking": ""},
     ]
+    assert (values["Think"], values["IsThinkSet"]) == (False, False)
+    thinking = ollama_values([{"role": "assistant", "content": "A", "reasoning_content": "R"}], think=False)
+    assert thinking["Messages"] == [{"Role": "assistant", "Content": "A", "Thinking": "R"}]
+    assert (thinking["Think"], thinking["IsThinkSet"]) == (False, True)
