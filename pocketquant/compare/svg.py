@@ -38,7 +38,7 @@ def pareto_front(points: list[Point]) -> list[Point]:
 def nice_ticks(lo: float, hi: float, n: int = 5) -> list[float]:
     span = hi - lo
     if span <= 0:
-        span = abs(hi) or 1.0
+        return [lo]
     raw = span / n
     mag = 10 ** math.floor(math.log10(raw))
     step = next(m * mag for m in (1, 2, 2.5, 5, 10) if span / (m * mag) <= n)

@@ -56,7 +56,7 @@ COLUMNS = [
     Column("bits/weight", lambda r: f"{r.size['bpw']:.2f}", lambda r: r.size["bpw"]),
     Column(
         "vs BF16",
-        lambda r: f"-{r.size['reduction_vs_bf16_pct']:.1f}%",
+        lambda r: f"{-r.size['reduction_vs_bf16_pct']:+.1f}%",
         lambda r: -r.size["reduction_vs_bf16_pct"],
     ),
     Column("PPL", lambda r: _pm(r.ppl, ".3f"), _est(lambda r: r.ppl, "value")),
@@ -136,7 +136,7 @@ def setting_text(setting: tuple) -> str:
     corpus, n_ctx, chunks, tokens = setting
     if n_ctx is None:
         return "no quality measured"
-    return f"corpus {corpus}, n_ctx {n_ctx}, {chunks} chunks ({tokens} tokens)"
+    return f"corpus {corpus}, n_ctx {n_ctx}, chunks {chunks} ({tokens} tokens)"
 
 
 def notes(rows: list[Row]) -> list[str]:
