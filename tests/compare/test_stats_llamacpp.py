@@ -71,9 +71,19 @@ def evaluate(path: str, corpus, reference) -> dict:  # noqa: ANN001
 def llama_perplexity(path: str, text: str) -> tuple[float, float, int]:
     """llama-perplexity's perplexity() over the first CHUNKS chunks, through llama_cpp.Llama:
     log_softmax per scored token as the C++ does it (float logits, double sum of expf), running
-    double sums of nll and nll^2, then "Final estimate: PPL = ... +/- ..."."""
+    double sums of nll and nll^2, then "Final estimate: PPL = ... +/- ...".
+
+    flash_attn=True: llama-perplexity's default (flash attention "auto") turns it on for the CPU;
+    llama_cpp.Llama's default turns it off, which moves SmolLM2's logits by up to 1.3."""
     llm = ll.Llama(
-        path, n_ctx=N_CTX, n_batch=N_CTX, n_ubatch=N_CTX, logits_all=True, n_threads=2, verbose=False
+        path,
+        n_ctx=N_CTX,
+        n_batch=N_CTX,
+        n_ubatch=N_CTX,
+        logits_all=True,
+        n_threads=2,
+        verbose=False,
+        flash_attn=True,
     )
     tokens = llm.tokenize(text.encode("utf-8"), add_bos=True, special=False)
     add_bos = bool(ll.llama_vocab_get_add_bos(llm._model.vocab))
