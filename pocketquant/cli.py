@@ -16,6 +16,7 @@ COMMAND_MODULES = [
     "pocketquant.commands.verify",
     "pocketquant.commands.package",
     "pocketquant.commands.compare",
+    "pocketquant.commands.plots_template",
 ]
 
 

@@ -23,7 +23,6 @@ PathLike = str | os.PathLike[str]
 # Headline keys (short: they are `dvc exp show` column titles) -> how each is read from a Row.
 HEADLINE_KEYS = {
     "gib": lambda r: r.size_gib,
-    "bpw": lambda r: r.size["bpw"],
     "ppl": lambda r: r.ppl and r.ppl.value,
     "ppl_err": lambda r: r.ppl and r.ppl.err,
     "dppl_pct": lambda r: r.delta_ppl_pct and r.delta_ppl_pct.value,

@@ -60,7 +60,7 @@ def run(args: argparse.Namespace) -> int:
     from pocketquant.compare import compare
 
     result = compare(args.sources, repo=args.repo, include_base=args.include_base, pairs=args.pair)
-    print(result.csv() if args.csv else result.markdown(), end="")
+    print(result.csv() if args.csv else result.markdown(), end="", flush=True)
     if args.html:
         print(f"wrote {result.write_html(args.html)}", file=sys.stderr)  # stdout stays the table
     return 0

@@ -21,6 +21,7 @@ tr.base td { color: #666; font-style: italic; }
 .chart text { font: 11px sans-serif; fill: #333; }
 .chart text.title { font: bold 14px sans-serif; }
 .chart text.axis { font: 12px sans-serif; }
+.scroll { overflow-x: auto; }
 .note { background: #fff6dd; padding: 6px 10px; border-left: 4px solid #e0b000; }
 """
 
@@ -82,7 +83,7 @@ def charts(rows: list[Row]) -> list[str]:
 
 def _table(rows: list[Row]) -> list[str]:
     out = [
-        '<table id="variants">',
+        '<div class="scroll"><table id="variants">',
         "<thead><tr>" + "".join(f"<th>{escape(c.title)}</th>" for c in COLUMNS) + "</tr></thead>",
         "<tbody>",
     ]
@@ -92,7 +93,7 @@ def _table(rows: list[Row]) -> list[str]:
             for c in COLUMNS
         )
         out.append(f'<tr class="{"base" if r.is_base else "variant"}">{cells}</tr>')
-    out += ["</tbody>", "</table>"]
+    out += ["</tbody>", "</table></div>"]
     return out
 
 
