@@ -33,6 +33,12 @@ class Column:
     align: str = "right"
 
 
+def _eval_tag(r: Row) -> str:
+    """Where the quality numbers come from, short: corpus chunks×n_ctx."""
+    corpus, n_ctx, chunks, _ = r.setting
+    return "–" if n_ctx is None else f"{corpus} {chunks}×{n_ctx}"
+
+
 def _mc(r: Row) -> str:
     return "–" if r.mc is None else f"{r.mc['accuracy_pct']:.1f}% ({r.mc['n_questions']})"
 
@@ -51,6 +57,7 @@ COLUMNS = [
     Column("scheme", lambda r: r.scheme, lambda r: r.scheme, "left"),
     Column("made", lambda r: r.made or "plain", lambda r: r.made or "plain", "left"),
     Column("format", lambda r: str(r.size.get("format", "–")), lambda r: r.size.get("format"), "left"),
+    Column("eval", lambda r: _eval_tag(r), lambda r: _eval_tag(r), "left"),
     Column("size GB", lambda r: f"{r.size_gb:.3f}", lambda r: r.size_gb),
     Column("size GiB", lambda r: f"{r.size_gib:.3f}", lambda r: r.size_gib),
     Column("bits/weight", lambda r: f"{r.size['bpw']:.2f}", lambda r: r.size["bpw"]),

@@ -379,3 +379,17 @@ def test_bad_sources_fail_with_one_line_naming_them(repo, tmp_path, capsys):
     git(empty, "init", "-q")
     with pytest.raises(EvaluationError, match="nothing to compare: .*workspace: no metrics/variant.json"):
         compare(["workspace"], repo=empty)
+
+
+def test_saved_dvc_exp_show_of_older_runs_says_what_differs(capsys):
+    """`dvc exp show --json` saved from the imatrix study (docs/calibration.md): metrics written
+    before errors and per-token scores were kept, measured on two corpora and two chunk counts.
+    Every variant gets a row, the differences are stated, nothing is refused."""
+    src = Path(__file__).parent / "data_dvc_exp_show.json"
+    assert cli_main(["compare", str(src)]) == 0
+    text = capsys.readouterr().out
+    labels = {line.split(" | ")[0][2:] for line in text.splitlines() if line.startswith("| ")} - {"variant"}
+    assert {"q4_k_m", "q4_k_m-imatrix", "q3_k_m", "q3_k_m-imatrix", "q4_k_m-from-nf4", "base-f16"} <= labels
+    assert "Note: Rows were measured on different evaluation settings" in text
+    assert "corpus wikitext2" in text and "corpus default" in text
+    assert "no paired comparison (per-token scores missing or measured on different tokens)" in text
