@@ -17,6 +17,7 @@ from pocketquant.atomic import atomic_path
 from pocketquant.compare.rows import Row, Run, rows_from_runs
 from pocketquant.compare.table import markdown
 from pocketquant.evaluate.metrics import read_metrics, write_json
+from pocketquant.evaluate.stats import Z95, PairedDifference
 
 PathLike = str | os.PathLike[str]
 
@@ -47,6 +48,20 @@ def headline(row: Row) -> dict:
         if value is not None:
             out[key] = _round(float(value))
     return out
+
+
+def versus_base(variant: Row, base: Row | None) -> str | None:
+    """Whether the variant's perplexity differs from the base model's on the same tokens: from
+    ln(PPL ratio) +/- its paired error (llama.cpp's), with a 95% interval."""
+    q = variant.quality or {}
+    if base is None or "ln_ppl_ratio_err" not in q:
+        return None
+    m, e = float(q["ln_ppl_ratio"]), float(q["ln_ppl_ratio_err"])
+    d = PairedDifference(m, e, m - Z95 * e, m + Z95 * e, int(q["tokens_scored"]))
+    return (
+        f"{variant.label} vs the base model ({q['tokens_scored']} tokens, paired): ln(PPL ratio) "
+        f"{m:+.5f} [{d.low:+.5f}, {d.high:+.5f}]: {d.verdict(variant.label, 'the base model', 'perplexity')}."
+    )
 
 
 def plot_rows(rows: list[Row]) -> list[dict]:
@@ -83,6 +98,9 @@ def write_report(
     rows = rows_from_runs([run])
     variant_row = next(r for r in rows if not r.is_base)
     text = markdown(rows, [], [], title="pocketquant summary", show_sources=False)
+    verdict = versus_base(variant_row, next((r for r in rows if r.is_base), None))
+    if verdict:
+        text += f"\n{verdict}\n"
     write_json(plots_out, plot_rows([variant_row]))
     write_json(headline_out, headline(variant_row))
     with atomic_path(summary_out) as tmp:

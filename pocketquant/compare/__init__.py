@@ -13,7 +13,7 @@ from pathlib import Path
 from pocketquant.atomic import atomic_path
 from pocketquant.compare.html import html_page
 from pocketquant.compare.rows import Row, Run, rows_from_runs
-from pocketquant.compare.sources import collect_runs
+from pocketquant.compare.sources import VARIANT_METRICS, collect_runs
 from pocketquant.compare.table import csv_text, default_pairs, find_row, markdown
 from pocketquant.errors import EvaluationError
 
@@ -55,6 +55,6 @@ def compare(
     rows = rows_from_runs(runs, include_base=include_base)
     if not rows:
         why = f" ({'; '.join(skipped)})" if skipped else ""
-        raise EvaluationError(f"nothing to compare: no run with {'metrics/variant.json'} found{why}")
+        raise EvaluationError(f"nothing to compare: no run with {VARIANT_METRICS} found{why}")
     chosen = default_pairs(rows) + [(find_row(rows, a), find_row(rows, b)) for a, b in pairs or []]
     return Comparison(rows, chosen, skipped)
