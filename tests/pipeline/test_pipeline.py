@@ -263,7 +263,10 @@ def test_sweep_three_schemes_in_the_queue(ws: Workspace) -> None:
         assert math.isfinite(m["ppl"]) and m["ppl_err"] > 0 and m["kld"] >= 0
     assert sizes["q8_0"] > sizes["q4_k_m"]
     baseline = load(ws.repo / "metrics" / "headline.json")
-    assert exps["q4_k_m"]["metrics"]["metrics/headline.json"] == baseline
+    same = ("gib", "ppl", "ppl_err", "kld", "top1_pct")  # not tok_s: a timing
+    assert {k: exps["q4_k_m"]["metrics"]["metrics/headline.json"][k] for k in same} == {
+        k: baseline[k] for k in same
+    }
 
     # acquire and convert ran in none of the three (their outputs came from the cache).
     for name in queued:
