@@ -15,6 +15,8 @@ COMMAND_MODULES = [
     "pocketquant.commands.convert",
     "pocketquant.commands.verify",
     "pocketquant.commands.package",
+    "pocketquant.commands.compare",
+    "pocketquant.commands.plots_template",
 ]
 
 

@@ -6,7 +6,9 @@ into params.yaml only in `dvc exp run`, and a Hydra entry point would ignore `-S
 
 from __future__ import annotations
 
+import resource
 import sys
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -45,10 +47,30 @@ def variant_path(variant_dir: Path) -> Path:
     return ggufs[0] if ggufs else variant_dir
 
 
+def peak_rss_mib() -> float:
+    """Peak resident memory of this process and of the children it waited for (MiB; Linux reports
+    ru_maxrss in KiB, macOS in bytes)."""
+    scale = 1.0 / (1 << 20) if sys.platform == "darwin" else 1.0 / 1024
+    own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    children = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    return max(own, children) * scale
+
+
+def feedback(stage: str, status: str, seconds: float) -> str:
+    return f"stage {stage}: {status} in {seconds:.1f} s, peak RSS {peak_rss_mib():,.0f} MiB"
+
+
 def run(stage: str, main: Callable[[], object]) -> None:
-    """Run a stage; a PocketquantError (bad input) is one line naming the problem and exit status 2."""
+    """Run a stage and end with one line: its wall time and peak RSS. A PocketquantError (bad input)
+    ends with one line naming the problem instead (after the timing line), and exit status 2."""
+    t0 = time.perf_counter()
     try:
         main()
     except PocketquantError as exc:
+        print(feedback(stage, "failed", time.perf_counter() - t0), file=sys.stderr)
         print(f"stage {stage}: error: {exc}", file=sys.stderr)
         sys.exit(2)
+    except BaseException:
+        print(feedback(stage, "failed", time.perf_counter() - t0), file=sys.stderr, flush=True)
+        raise
+    print(feedback(stage, "done", time.perf_counter() - t0), file=sys.stderr)

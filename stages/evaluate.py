@@ -48,6 +48,7 @@ def main() -> None:
     )
     ap.add_argument("--metrics", required=True, help="metrics JSON to write")
     ap.add_argument("--generations", required=True, help="generated texts JSON to write")
+    ap.add_argument("--tokens", required=True, help="per-token scores to write (NLL, KLD, same top-1)")
     args = ap.parse_args()
     p = load_params()
     e = p["eval"]
@@ -62,6 +63,7 @@ def main() -> None:
         base=args.base,
         metrics_out=args.metrics,
         generations_out=args.generations,
+        tokens_out=args.tokens,
         base_n_params=model_size(args.base)["n_params"],
         threads=threads(e["threads"]),
         prompts=list(e["prompts"]),

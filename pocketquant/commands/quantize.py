@@ -40,7 +40,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         action="append",
         default=[],
         metavar="REGEX=T",
-        help="type for tensors whose name matches REGEX (first match wins; repeatable)",
+        help="type for tensors whose name matches REGEX (first match wins; repeatable; "
+        "default: none, TYPE's rules decide)",
     )
     p.add_argument(
         "--allow-requantize", action="store_true", help="allow input tensors that are already quantized"

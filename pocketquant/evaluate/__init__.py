@@ -9,11 +9,12 @@ Modules (one job each; import the one you need, torch is only loaded where scori
   hf         TransformersModel                             transformers engine (base, NF4)
   scoring    score_rows / kl_full                        vectorized NLL, exact KL (+ top-k for error analysis)
   reference  compute/save/load_reference                  the base's hidden states (exact base logits)
-  quality    perplexity(), evaluate_quality()             PPL, KLD stats, top-1 agreement
+  quality    perplexity(), evaluate_quality()             PPL, KLD stats, top-1 agreement (+ per-token scores)
+  stats      perplexity(), paired_difference(), ...       llama.cpp's error bars; paired comparisons
   size       model_size(path, base_n_params)              bytes, GiB, bpw, reduction vs BF16
   runtime    measure_runtime(path, text, threads=...)     load, pp/tg tokens/s, TTFT, peak RSS
-  generate   generate_texts(model, prompts)               greedy completions of fixed prompts
+  generate   generate_texts(model, prompts)               greedy completions (chat template, stop reason)
   choice     load_tasks(), mc_accuracy()                  multiple-choice accuracy by log-likelihood
-  metrics    build_metrics(), write_json()                metrics JSON for dvc metrics / exp show
+  metrics    build_metrics(), write_json()                metrics JSON; per-token scores files
   variant    build_reference(), evaluate_variant()        the two calls the pipeline stages make
 """

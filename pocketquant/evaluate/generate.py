@@ -1,8 +1,13 @@
 """Fixed prompts -> greedy completions per variant (the seeds' qualitative side-by-side test).
 
 Greedy decoding in the variant's own engine is deterministic for a given build and thread count.
-Prompts are used as given; `chat_prompts` wraps them in the base model's chat template first (one
-formatting for every variant, so all engines see the same text).
+
+Prompts are formatted as one user turn in the base model's chat template when it has one (one
+formatting for every variant, so all engines see the same text). An instruction-tuned model given
+a bare instruction ("Explain in one sentence why the sky is blue.") takes it for a finished turn and
+answers with its end-of-turn token at once: SmolLM2-Instruct's F16 GGUF gave 0 tokens for two of the
+three default prompts that way. Every generation records why it stopped: "eos" (an end-of-generation
+token), "stop" (one of the stop strings appeared; the completion is cut before it) or "max_tokens".
 """
 
 from __future__ import annotations
@@ -11,6 +16,10 @@ import os
 from pathlib import Path
 
 from pocketquant.evaluate.model import LanguageModel
+
+STOP_EOS = "eos"
+STOP_STRING = "stop"
+STOP_MAX_TOKENS = "max_tokens"
 
 
 def chat_prompts(prompts: list[str], tokenizer_dir: str | os.PathLike[str]) -> list[str]:
@@ -24,10 +33,51 @@ def chat_prompts(prompts: list[str], tokenizer_dir: str | os.PathLike[str]) -> l
     ]
 
 
-def generate_texts(model: LanguageModel, prompts: list[str], *, max_new_tokens: int = 64) -> list[dict]:
+def has_chat_template(tokenizer_dir: str | os.PathLike[str]) -> bool:
+    from transformers import AutoTokenizer
+
+    return bool(getattr(AutoTokenizer.from_pretrained(Path(tokenizer_dir)), "chat_template", None))
+
+
+def stop_reason(n_tokens: int, max_new_tokens: int) -> str:
+    """LanguageModel.generate stops at an end-of-generation token or after max_new_tokens."""
+    return STOP_MAX_TOKENS if n_tokens >= max_new_tokens else STOP_EOS
+
+
+def cut_at_stop(text: str, stop: tuple[str, ...]) -> tuple[str, str | None]:
+    """The text before the earliest stop string, and that string (None when none occurs)."""
+    hits = [(text.find(s), s) for s in stop if s and s in text]
+    if not hits:
+        return text, None
+    at, s = min(hits)
+    return text[:at], s
+
+
+def generate_texts(
+    model: LanguageModel,
+    prompts: list[str],
+    *,
+    max_new_tokens: int = 64,
+    chat_template_from: str | os.PathLike[str] | None = None,
+    stop: tuple[str, ...] = (),
+) -> list[dict]:
+    """Greedy completion of each prompt. `chat_template_from`: an HF tokenizer dir (the base model)
+    whose chat template, when it has one, wraps each prompt; None sends the prompts as they are."""
+    templated = chat_template_from is not None and has_chat_template(chat_template_from)
+    texts = chat_prompts(prompts, chat_template_from) if templated else list(prompts)
     out = []
-    for prompt in prompts:
-        ids = model.tokenize(prompt, special=True)
+    for prompt, text in zip(prompts, texts, strict=True):
+        ids = model.tokenize(text, special=True)
         new = model.generate(ids, max_new_tokens)
-        out.append({"prompt": prompt, "completion": model.detokenize(new), "n_tokens": len(new)})
+        completion, hit = cut_at_stop(model.detokenize(new), stop)
+        record = {
+            "prompt": prompt,
+            "completion": completion,
+            "n_tokens": len(new),
+            "stop_reason": STOP_STRING if hit else stop_reason(len(new), max_new_tokens),
+            "chat_template": templated,
+        }
+        if hit:
+            record["stop_string"] = hit
+        out.append(record)
     return out

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+
 import numpy as np
 import torch
 from tqdm import tqdm
@@ -11,6 +13,7 @@ from pocketquant.evaluate.errors import ReferenceMismatchError, TokenizerMismatc
 from pocketquant.evaluate.model import LanguageModel
 from pocketquant.evaluate.reference import BaseReference, chunk_ids, corpus_ids
 from pocketquant.evaluate.scoring import kl_full, score_rows
+from pocketquant.evaluate.stats import TokenScores, quality_stats
 
 
 def _setting(model: LanguageModel, n_ctx: int, n_chunks: int, n_scored: int) -> dict:
@@ -93,20 +96,20 @@ def evaluate_quality(
     for i in tqdm(range(ch.n_chunks), desc=f"PPL + KLD ({model.engine})", disable=not progress):
         logits = model.logits(ch.tokens[i], ch.first)[: ch.n_scored]
         nll[i], kld[i], same[i] = score_chunk(logits, ch.targets[i], ref.chunk_logits(i))
-    ppl = float(np.exp(nll.mean()))
-    ppl_base = ref.ppl
+    # Per-token scores travel with the summary (popped by evaluate_variant into their own file):
+    # they give the uncertainties below and let two variants be compared on the same tokens.
+    per_token = TokenScores(
+        nll=nll.ravel().astype(np.float32),
+        kld=kld.ravel().astype(np.float32),
+        same_top1=same.ravel(),
+        tokens_sha256=hashlib.sha256(np.ascontiguousarray(ch.targets, dtype=np.int32).tobytes()).hexdigest(),
+    )
     return {
-        "ppl": ppl,
-        "ppl_base": ppl_base,
-        "delta_ppl_pct": 100.0 * (ppl / ppl_base - 1.0),
-        "ln_ppl_ratio": float(nll.mean() - ref.nll.astype(np.float64).mean()),
-        "kld_mean": float(kld.mean()),
-        "kld_median": float(np.median(kld)),
-        "kld_p99": float(np.percentile(kld, 99)),
-        "kld_max": float(kld.max()),
-        "top1_agreement_pct": 100.0 * float(same.mean()),
+        **quality_stats(nll, kld, same, ref.nll),
         **_setting(model, ch.n_ctx, ch.n_chunks, ch.n_tokens_scored),
         "base_engine": ref.meta["engine"],
         "kld_exact": True,  # full vocabulary, base logits recomputed from its hidden states
         "corpus": corpus.name,
+        "tokens_sha256": per_token.tokens_sha256,
+        "per_token": per_token,
     }

@@ -16,7 +16,7 @@ import os
 from pocketquant.evaluate.choice import load_tasks, mc_accuracy
 from pocketquant.evaluate.corpus import Corpus
 from pocketquant.evaluate.generate import generate_texts
-from pocketquant.evaluate.metrics import build_metrics, write_json
+from pocketquant.evaluate.metrics import build_metrics, write_json, write_token_scores
 from pocketquant.evaluate.model import default_threads, open_model
 from pocketquant.evaluate.quality import evaluate_quality
 from pocketquant.evaluate.reference import (
@@ -63,6 +63,7 @@ def evaluate_variant(
     metrics_out: PathLike,
     base: PathLike | None = None,
     generations_out: PathLike | None = None,
+    tokens_out: PathLike | None = None,
     base_n_params: int | None = None,
     threads: int | None = None,
     prompts: list[str] | None = None,
@@ -76,7 +77,8 @@ def evaluate_variant(
     """Measure one variant (GGUF file -> llama.cpp, HF/NF4 dir -> transformers) and write its metrics.
 
     `base`: the base HF checkpoint dir the reference was built from (its output matrix turns the
-    stored hidden states back into exact logits); optional when `reference` already carries it."""
+    stored hidden states back into exact logits); optional when `reference` already carries it; its
+    chat template formats the generation prompts. `tokens_out`: the per-token scores file."""
     threads = threads or default_threads()
     ref = reference if isinstance(reference, BaseReference) else load_reference(reference)
     if base is not None:
@@ -84,7 +86,10 @@ def evaluate_variant(
     size = model_size(variant, base_n_params)
     with open_model(variant, threads=threads, n_ctx=ref.n_ctx) as model:
         quality = evaluate_quality(model, corpus, ref, progress=progress)
-        generations = generate_texts(model, prompts or [], max_new_tokens=max_new_tokens)
+        per_token = quality.pop("per_token")
+        generations = generate_texts(
+            model, prompts or [], max_new_tokens=max_new_tokens, chat_template_from=base
+        )
         mc = mc_accuracy(model, load_tasks(mc_path)) if mc_path else None
     speed = (
         measure_runtime(variant, corpus.text, threads=threads, n_prompt=n_prompt, n_gen=n_gen)
@@ -102,5 +107,7 @@ def evaluate_variant(
                 "generations": generations,
             },
         )
+    if tokens_out is not None:
+        write_token_scores(tokens_out, per_token, name)
     write_json(metrics_out, metrics)
     return metrics

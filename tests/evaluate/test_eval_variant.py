@@ -45,8 +45,8 @@ def test_evaluate_variant_writes_flat_metrics_and_generations(
         metrics_out=tmp_path / "metrics" / "base.json",
         generations_out=tmp_path / "gen.json",
         threads=2,
-        prompts=["The capital of France is"],
-        max_new_tokens=6,
+        prompts=["What is the capital of France?"],  # a chat turn in the base's template
+        max_new_tokens=8,
         mc_path=mc,
         n_prompt=64,
         n_gen=8,
@@ -63,8 +63,9 @@ def test_evaluate_variant_writes_flat_metrics_and_generations(
     assert 100 < sp["peak_rss_mib"] < 8000 and sp["load_s"] > 0
     assert on_disk["mc"]["n_questions"] == 1
     gen = json.loads((tmp_path / "gen.json").read_text())
-    assert gen["generations"][0]["prompt"] == "The capital of France is"
-    assert 0 < gen["generations"][0]["n_tokens"] <= 6 and "Paris" in gen["generations"][0]["completion"]
+    g = gen["generations"][0]
+    assert g["prompt"] == "What is the capital of France?" and g["chat_template"]
+    assert 0 < g["n_tokens"] <= 8 and "Paris" in g["completion"] and g["stop_reason"] == "eos"
 
 
 def _no_metrics(tmp_path) -> None:

@@ -20,6 +20,7 @@ import pytest
 from .dvcrepo import (
     REPO,
     STAGES,
+    VENV_BIN,
     cached_outputs,
     clone,
     compose_params,
@@ -28,6 +29,7 @@ from .dvcrepo import (
     git,
     leftovers,
     md5,
+    run,
 )
 
 pytestmark = pytest.mark.slow
@@ -36,6 +38,7 @@ pytest.importorskip("llama_cpp", reason="llama-cpp-python measures the GGUF vari
 
 EVAL_STAGES = {"reference", "evaluate_base", "evaluate", "package", "report"}
 TIMINGS: dict[str, float] = {}
+WIDTHS: dict[str, int] = {}  # characters of `dvc exp show` output lines, printed at the end
 
 
 @dataclass
@@ -66,6 +69,7 @@ def ws(tmp_path_factory: pytest.TempPathFactory) -> Workspace:
     git(w.repo, "commit", "--quiet", "-am", "tests: evaluate with eval=smoke")
     yield w
     print(f"\npipeline timings (s): {json.dumps({k: round(v, 1) for k, v in TIMINGS.items()})}")
+    print(f"dvc exp show widths (characters): {json.dumps(WIDTHS)}")
 
 
 def load(path: Path) -> dict:
@@ -252,13 +256,17 @@ def test_sweep_three_schemes_in_the_queue(ws: Workspace) -> None:
     assert set(exps) == {"q4_k_m", "q8_0", "nf4"}, sorted(exps)
     sizes = {}
     for scheme in ("q4_k_m", "q8_0", "nf4"):
-        m = exps[scheme]["metrics"]["metrics/variant.json"]
-        assert m["variant"] == scheme
-        sizes[scheme] = m["size"]["bytes"]
-        assert math.isfinite(m["quality"]["ppl"]) and m["quality"]["kld_mean"] >= 0
+        # the one DVC metrics file: the flat headline (details stay in metrics/variant.json, in git)
+        assert set(exps[scheme]["metrics"]) == {"metrics/headline.json"}
+        m = exps[scheme]["metrics"]["metrics/headline.json"]
+        sizes[scheme] = m["gib"]
+        assert math.isfinite(m["ppl"]) and m["ppl_err"] > 0 and m["kld"] >= 0
     assert sizes["q8_0"] > sizes["q4_k_m"]
-    baseline = load(ws.repo / "metrics" / "variant.json")
-    assert exps["q4_k_m"]["metrics"]["metrics/variant.json"]["size"] == baseline["size"]
+    baseline = load(ws.repo / "metrics" / "headline.json")
+    same = ("gib", "ppl", "ppl_err", "kld", "top1_pct")  # not tok_s: a timing
+    assert {k: exps["q4_k_m"]["metrics"]["metrics/headline.json"][k] for k in same} == {
+        k: baseline[k] for k in same
+    }
 
     # acquire and convert ran in none of the three (their outputs came from the cache).
     for name in queued:
@@ -267,16 +275,27 @@ def test_sweep_three_schemes_in_the_queue(ws: Workspace) -> None:
         assert "Running stage 'acquire'" not in log and "Running stage 'convert'" not in log, log[-3000:]
     table = dvc(ws.repo, "exp", "show", "--no-pager", "--md").out
     assert all(s in table for s in ("q4_k_m", "q8_0", "nf4"))
+    # How wide `dvc exp show --only-changed` is for this scheme sweep (issue 11: it was 3,176).
+    for name, extra in (("only_changed", ()), ("only_changed_no_deps", ("--drop", ".*/.*"))):
+        out = dvc(ws.repo, "exp", "show", "--no-pager", "--only-changed", *extra, COLUMNS="1000").out
+        WIDTHS[name] = max(len(line.rstrip()) for line in out.splitlines())
+        header = next(line for line in out.splitlines() if "Experiment" in line)
+        assert " ppl_err " in header and "kld_p99" not in header  # the headline keys, not every metric
+    assert WIDTHS["only_changed_no_deps"] < WIDTHS["only_changed"] < 400, WIDTHS  # 3,176 before headline.json
 
     # Comparing: metrics diff between two experiments, plots overlaid across all three.
     by_scheme = {scheme: e["name"] for scheme, e in exps.items()}
     out = dvc(ws.repo, "metrics", "diff", by_scheme["q4_k_m"], by_scheme["q8_0"], "--json").out
-    diff = json.loads(out[out.index("{") :])["metrics/variant.json"]
-    assert diff["size.bytes"]["old"] == sizes["q4_k_m"] and diff["size.bytes"]["new"] == sizes["q8_0"]
+    diff = json.loads(out[out.index("{") :])["metrics/headline.json"]
+    assert diff["gib"]["old"] == sizes["q4_k_m"] and diff["gib"]["new"] == sizes["q8_0"]
     out = dvc(ws.repo, "plots", "diff", *queued, "--json").out
     plots = json.loads(out[out.index("{") :])["data"]
+    assert set(plots) == {"size_vs_ppl", "size_vs_kld"}  # no chart of the variant string as a number
     for name in ("size_vs_ppl", "size_vs_kld"):
         assert set(queued) <= set(plots[name][0]["revisions"]), plots[name][0]["revisions"]
+        content = plots[name][0]["content"]
+        assert {"variant"} <= {t["field"] for t in content["encoding"]["tooltip"]}  # tooltips name it
+        assert {v["variant"] for v in content["data"]["values"]} == {"q4_k_m", "q8_0", "nf4"}
 
 
 def gguf_keys(path: Path) -> set[str]:
@@ -309,3 +328,36 @@ def test_nf4_chain_experiment_quantizes_from_the_nf4_checkpoint(ws: Workspace) -
     assert variant.name == "smollm2-135m-q4_k_m-from-nf4.gguf"
     m = load(ws.repo / "metrics" / "variant.json")
     assert m["variant"] == "q4_k_m-from-nf4" and math.isfinite(m["quality"]["ppl"])
+
+
+def test_compare_prints_every_variant_with_error_bars_and_an_offline_page(ws: Workspace) -> None:
+    """Issue 11's done-when: after the sweep (q4_k_m, q8_0, nf4), the imatrix and the NF4-chain
+    experiments, `pocketquant compare` (no arguments: the workspace and every experiment) prints one
+    row per variant with error bars, and --html writes one page that loads nothing."""
+    page = ws.root / "compare.html"
+    r = run(ws.repo, str(VENV_BIN / "pocketquant"), "compare", "--html", str(page))
+    TIMINGS["compare"] = r.seconds
+    rows = {line.split(" | ")[0][2:]: line for line in r.out.splitlines() if line.startswith("| ")}
+    variants = {"q4_k_m", "q8_0", "nf4", "q4_k_m-imatrix", "q4_k_m-from-nf4"}
+    assert variants | {"base-f16"} <= set(rows), r.out
+    for label in variants:
+        assert rows[label].count(" ± ") >= 3, rows[label]  # PPL, ΔPPL, KLD, same top-1 with errors
+    assert "| q4_k_m | smollm2-135m | q4_k_m | imatrix |" not in r.out
+    assert "| q4_k_m-imatrix | smollm2-135m | q4_k_m | imatrix |" in r.out
+    assert "- **q4_k_m-imatrix vs q4_k_m**" in r.out and "- **q4_k_m-from-nf4 vs q4_k_m**" in r.out
+    html = page.read_text(encoding="utf-8")
+    assert "<script" not in html and not re.search(r"(src|href)=", html) and "https://" not in html
+    charts = re.findall(r'<svg id="([\w-]+)"(.*?)</svg>', html, re.S)
+    assert [c[0] for c in charts] == ["size-ppl", "size-kld", "speed-size"]
+    for name, body in charts:
+        for label in variants:
+            assert f">{label}</text>" in body, (name, label)
+    assert html.count('class="point front"') >= 2 and "Pareto front" in html
+
+    # dvc plots, offline: the template inlines vega, DVC leaves out its CDN script tags.
+    template = ws.root / "offline.html"
+    run(ws.repo, str(VENV_BIN / "pocketquant"), "plots-template", str(template))
+    out_dir = ws.root / "dvc-plots"
+    dvc(ws.repo, "plots", "diff", "HEAD", "--html-template", str(template), "-o", str(out_dir))
+    index = (out_dir / "index.html").read_text(encoding="utf-8")
+    assert "cdn.jsdelivr" not in index and "<script src=" not in index and "q4_k_m-from-nf4" in index
