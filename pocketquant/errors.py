@@ -27,3 +27,16 @@ class EvaluationError(PocketquantError):
 
 class PackageError(PocketquantError):
     """A package is incomplete or fails verification."""
+
+
+class InputError(PocketquantError):
+    """An input path cannot be read as asked (missing, a directory, a FIFO or device, unreadable)."""
+
+
+class OutputError(PocketquantError):
+    """An output cannot be written (a directory in the way, no permission, disk full, would
+    overwrite an input)."""
+
+
+class HparamsError(ConfigError):
+    """Model hyperparameters (GGUF metadata or config.json) that llama.cpp would refuse."""

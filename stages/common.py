@@ -11,16 +11,15 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import yaml
-
-from pocketquant.errors import PocketquantError
+from pocketquant.failures import debug_requested, run_reporting
+from pocketquant.params_file import load_params_file
 
 PARAMS_FILE = Path("params.yaml")
 
 
 def load_params(path: Path = PARAMS_FILE) -> dict[str, Any]:
-    with open(path, encoding="utf-8") as f:
-        return yaml.safe_load(f)
+    """params.yaml; a missing key is a ConfigError naming it (pocketquant.params_file)."""
+    return load_params_file(path)
 
 
 def threads(n: int | None) -> int | None:
@@ -46,9 +45,14 @@ def variant_path(variant_dir: Path) -> Path:
 
 
 def run(stage: str, main: Callable[[], object]) -> None:
-    """Run a stage; a PocketquantError (bad input) is one line naming the problem and exit status 2."""
-    try:
+    """Run a stage; any failure is one line naming the problem and exit status 2 for bad input (a
+    traceback only with --debug or POCKETQUANT_DEBUG=1): see pocketquant.failures."""
+    debug = debug_requested(sys.argv)
+    sys.argv = [a for a in sys.argv if a != "--debug"]
+
+    def body() -> None:
         main()
-    except PocketquantError as exc:
-        print(f"stage {stage}: error: {exc}", file=sys.stderr)
-        sys.exit(2)
+
+    code = run_reporting(f"stage {stage}", body, debug=debug)
+    if code:
+        sys.exit(code)

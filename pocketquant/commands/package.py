@@ -46,15 +46,16 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def _json_object(path: str | None, what: str) -> dict | None:
     import json
-    from pathlib import Path
 
     from pocketquant.errors import PackageError
+    from pocketquant.inputs import read_input_text
 
     if path is None:
         return None
+    text = read_input_text(path, f"{what} JSON", max_bytes=16 << 20, error=PackageError)
     try:
-        value = json.loads(Path(path).read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:
+        value = json.loads(text)
+    except (ValueError, RecursionError) as exc:
         raise PackageError(f"{path}: cannot read {what} JSON: {exc}") from exc
     if not isinstance(value, dict):
         raise PackageError(f"{path}: {what} must be a JSON object")
@@ -62,17 +63,15 @@ def _json_object(path: str | None, what: str) -> dict | None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from pathlib import Path
-
+    from pocketquant.atomic import refuse_overwriting_inputs
     from pocketquant.errors import PackageError
+    from pocketquant.inputs import read_input_text
     from pocketquant.package import build_package, head_commit
 
+    refuse_overwriting_inputs(args.output, [args.input, args.metrics, args.params, args.chat_template])
     template = None
     if args.chat_template:
-        try:
-            template = Path(args.chat_template).read_text(encoding="utf-8")
-        except OSError as exc:
-            raise PackageError(f"{args.chat_template}: cannot read chat template: {exc}") from exc
+        template = read_input_text(args.chat_template, "chat template", error=PackageError)
     out = build_package(
         args.input,
         args.output,

@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any, BinaryIO, Literal
 
 from pocketquant import __version__
-from pocketquant.atomic import atomic_path
+from pocketquant.atomic import atomic_path, refuse_overwriting_inputs
 from pocketquant.errors import PackageError
 from pocketquant.package.chat_template import derive_chat_format
 from pocketquant.package.device_readme import render_readme
@@ -175,8 +175,7 @@ def build_package(
     gguf_path, out_zip = Path(gguf_path), Path(out_zip)
     if not gguf_path.is_file():
         raise PackageError(f"{gguf_path}: GGUF file not found")
-    if out_zip.resolve() == gguf_path.resolve():
-        raise PackageError(f"{out_zip}: output would overwrite the input GGUF")
+    refuse_overwriting_inputs(out_zip, [gguf_path])  # same path, symlink, hard link or ..
     if num_ctx < 1:
         raise PackageError(f"num_ctx must be positive, got {num_ctx}")
     info = read_gguf_info(gguf_path)
@@ -217,6 +216,8 @@ def build_package(
             "the Modelfile TEMPLATE passes the prompt through unformatted; chat quality may suffer"
         )
     stops = list(dict.fromkeys(stop if stop is not None else default_stops))
+    if "" in stops:  # an empty stop would end every answer at once; verify refuses it too
+        raise PackageError("stop strings must not be empty (--stop '')")
 
     modelfile = render_modelfile(
         gguf_name=gguf_member,
