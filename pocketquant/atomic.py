@@ -23,7 +23,7 @@ import tempfile
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
-from pocketquant.errors import OutputError
+from pocketquant.errors import OutputError, os_reason
 
 TEMP_TAG = "pocketquant"
 # errors that mean "this disk cannot take the output", whichever call reports them
@@ -93,10 +93,19 @@ def sweep_stale_temps(target: str | os.PathLike[str]) -> list[Path]:
     return removed
 
 
-def _reason(exc: OSError) -> str:
-    if exc.errno == errno.ENOSPC:
-        return "no space left on device (disk full)"
-    return exc.strerror or str(exc)
+def _reason(exc: OSError, where: Path) -> str:
+    if exc.errno is None and _disk_full(where):
+        # numpy's tofile and the like report a short write without an errno
+        return f"no space left on device (disk full): {exc}"
+    return os_reason(exc)
+
+
+def _disk_full(where: Path) -> bool:
+    try:
+        st = os.statvfs(where)
+    except OSError:
+        return False
+    return st.f_bavail * st.f_frsize < (1 << 20)
 
 
 def _make_parents(target: Path, parent: Path) -> list[Path]:
@@ -120,7 +129,7 @@ def _make_parents(target: Path, parent: Path) -> list[Path]:
             created.append(d)
     except OSError as exc:
         _remove_dirs(created)
-        raise OutputError(f"{target}: cannot create directory {d}: {_reason(exc)}") from exc
+        raise OutputError(f"{target}: cannot create directory {d}: {_reason(exc, d.parent)}") from exc
     return created
 
 
@@ -142,11 +151,8 @@ def refuse_overwriting_inputs(
             continue
         how = None
         if real_target == os.path.realpath(inp):
-            how = (
-                "the same file"
-                if os.path.abspath(target) == os.path.abspath(inp)
-                else "the same file (via a link or ..)"
-            )
+            same_spelling = os.path.abspath(target) == os.path.abspath(inp)
+            how = "the same file" if same_spelling else "the same file, through a symlink or .."
         elif os.path.lexists(target):
             with contextlib.suppress(OSError):
                 if os.path.samefile(target, inp):
@@ -176,7 +182,8 @@ def _create_temp(target: Path, directory: bool) -> tuple[Path, list[Path]]:
             tmp = Path(name)
     except OSError as exc:
         _remove_dirs(created)
-        raise OutputError(f"{target}: cannot write in {target.parent}: {_reason(exc)}") from exc
+        reason = _reason(exc, target.parent)
+        raise OutputError(f"{target}: cannot write in {target.parent}: {reason}") from exc
     except BaseException:
         _remove_dirs(created)
         raise
@@ -201,8 +208,9 @@ def atomic_path(target: str | os.PathLike[str], *, directory: bool = False) -> I
                 os.chmod(tmp, 0o644)
             os.replace(tmp, target)
         except OSError as exc:
-            if exc.errno in _DISK_ERRNOS and (exc.filename is None or str(exc.filename).startswith(str(tmp))):
-                raise OutputError(f"{target}: cannot write: {_reason(exc)}") from exc
+            ours = exc.filename is None or str(exc.filename).startswith(str(tmp))
+            if ours and (exc.errno in _DISK_ERRNOS or exc.errno is None):
+                raise OutputError(f"{target}: cannot write: {_reason(exc, target.parent)}") from exc
             raise
     except BaseException:
         _remove(tmp)

@@ -134,12 +134,13 @@ def check_safetensors(path: str | os.PathLike[str]) -> dict[str, tuple[str, tupl
             )
         spans.append((offsets[0], offsets[1], name))
         tensors[name] = (dtype, tuple(shape))
-    end = 0
+    end, previous = 0, None
     for begin, stop, name in sorted(spans):
         if begin != end:
-            how = "overlaps another tensor" if begin < end else f"leaves a {begin - end}-byte hole before it"
+            gap = f"starts {begin - end} bytes after the previous tensor's end"
+            how = f"overlaps tensor {previous!r}" if begin < end else gap
             raise ConfigError(f"{path}: tensor {name!r}: its data {how}")
-        end = stop
+        end, previous = stop, name
     if end != data_size:
         raise ConfigError(f"{path}: {data_size - end:,} bytes after the last tensor's data")
     return tensors

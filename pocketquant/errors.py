@@ -1,5 +1,7 @@
 """Errors a user can act on. The CLI prints them as one line and exits with status 2."""
 
+import errno
+
 
 class PocketquantError(Exception):
     """Base class: bad input or a failed check, with a message naming the file, tensor or key."""
@@ -40,3 +42,10 @@ class OutputError(PocketquantError):
 
 class HparamsError(ConfigError):
     """Model hyperparameters (GGUF metadata or config.json) that llama.cpp would refuse."""
+
+
+def os_reason(exc: OSError) -> str:
+    """The reason part of an OSError's message, worded for a user ("disk full" said outright)."""
+    if exc.errno == errno.ENOSPC:
+        return "no space left on device (disk full)"
+    return exc.strerror or str(exc) or type(exc).__name__

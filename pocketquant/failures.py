@@ -10,7 +10,6 @@ every `atomic_path` removes its temporary file on the way out (exit status 128 +
 from __future__ import annotations
 
 import contextlib
-import errno
 import os
 import signal
 import sys
@@ -18,7 +17,7 @@ import traceback
 import unicodedata
 from collections.abc import Callable, Iterator
 
-from pocketquant.errors import PocketquantError
+from pocketquant.errors import PocketquantError, os_reason
 
 EXIT_BAD_INPUT = 2
 EXIT_BUG = 1
@@ -50,9 +49,7 @@ def one_line(text: str) -> str:
 
 def describe_os_error(exc: OSError) -> str:
     """'PATH: reason' for an OSError (the path is what the user can act on)."""
-    reason = exc.strerror or str(exc) or type(exc).__name__
-    if exc.errno == errno.ENOSPC:
-        reason = "no space left on device (disk full)"
+    reason = os_reason(exc)
     names = [os.fsdecode(n) for n in (exc.filename, exc.filename2) if n is not None]
     return f"{' -> '.join(names)}: {reason}" if names else reason
 
@@ -96,6 +93,14 @@ def signals_unwind() -> Iterator[None]:
             signal.signal(s, h)
 
 
+def _close_progress_bars() -> None:
+    """Close progress bars an exception left open, so the error starts on a line of its own."""
+    tqdm = sys.modules.get("tqdm")
+    for bar in list(getattr(getattr(tqdm, "tqdm", None), "_instances", ())):
+        with contextlib.suppress(Exception):
+            bar.close()
+
+
 def debug_requested(argv: list[str] | None = None) -> bool:
     return os.environ.get(DEBUG_ENV, "") not in ("", "0") or (argv is not None and "--debug" in argv)
 
@@ -118,6 +123,7 @@ def run_reporting(prog: str, fn: Callable[[], int | None], *, debug: bool = Fals
         return 128 + signal.SIGPIPE if hasattr(signal, "SIGPIPE") else EXIT_BAD_INPUT
     except BaseException as exc:  # noqa: BLE001 - the one place every failure is reported
         code, message = describe(exc)
+        _close_progress_bars()
         if debug:
             traceback.print_exc()
         print(f"{prog}: error: {message}", file=sys.stderr, flush=True)

@@ -89,11 +89,13 @@ def check_gguf_hparams(
     if arch_kv.type != GGUFValueType.STRING or not arch_kv.value:
         raise _fail(source, "general.architecture", f"must be a non-empty STRING, is {arch_kv.type.name}")
     arch = arch_kv.value
-    p = f"{arch}."
-    _check_finite_floats(kvs, p, source)
-    if not names:
-        return  # vocabulary-only file: llama.cpp reads no model hparams from it
+    if names:  # a vocabulary-only file has no model hparams llama.cpp would read
+        _check_model_keys(kvs, names, arch, source)
+    _check_finite_floats(kvs, f"{arch}.", source)
 
+
+def _check_model_keys(kvs: Mapping[str, Any], names: list[str], arch: str, source: str) -> None:
+    p = f"{arch}."
     key = p + "block_count"
     n_layer_v = _kv_int(kvs.get(key), key, source)
     if n_layer_v is None:

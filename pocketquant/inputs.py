@@ -101,3 +101,23 @@ def read_input_text(
         return data.decode("utf-8")
     except UnicodeDecodeError as exc:
         raise error(f"{path}: {what} is not UTF-8 text (byte {exc.start})") from None
+
+
+def read_json_object(
+    path: str | os.PathLike[str],
+    what: str = "JSON file",
+    *,
+    max_bytes: int = 16 << 20,
+    error: type[PocketquantError] = InputError,
+) -> dict:
+    """A small JSON file that must hold an object; `error` naming the path otherwise."""
+    import json
+
+    text = read_input_text(path, what, max_bytes=max_bytes, error=error)
+    try:
+        value = json.loads(text)
+    except (ValueError, RecursionError) as exc:
+        raise error(f"{path}: {what} is not valid JSON: {exc}") from None
+    if not isinstance(value, dict):
+        raise error(f"{path}: {what} must be a JSON object")
+    return value

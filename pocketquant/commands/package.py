@@ -45,29 +45,21 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _json_object(path: str | None, what: str) -> dict | None:
-    import json
-
     from pocketquant.errors import PackageError
-    from pocketquant.inputs import read_input_text
+    from pocketquant.inputs import read_json_object
 
-    if path is None:
-        return None
-    text = read_input_text(path, f"{what} JSON", max_bytes=16 << 20, error=PackageError)
-    try:
-        value = json.loads(text)
-    except (ValueError, RecursionError) as exc:
-        raise PackageError(f"{path}: cannot read {what} JSON: {exc}") from exc
-    if not isinstance(value, dict):
-        raise PackageError(f"{path}: {what} must be a JSON object")
-    return value
+    return None if path is None else read_json_object(path, f"{what} JSON", error=PackageError)
 
 
 def run(args: argparse.Namespace) -> int:
+    import os
+
     from pocketquant.atomic import refuse_overwriting_inputs
     from pocketquant.errors import PackageError
-    from pocketquant.inputs import read_input_text
+    from pocketquant.inputs import open_regular, read_input_text
     from pocketquant.package import build_package, head_commit
 
+    os.close(open_regular(args.input, "GGUF file", PackageError))  # a FIFO is refused, not waited on
     refuse_overwriting_inputs(args.output, [args.input, args.metrics, args.params, args.chat_template])
     template = None
     if args.chat_template:

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from pocketquant.atomic import scratch_dir
-from pocketquant.errors import OutputError, PackageError
+from pocketquant.errors import OutputError, PackageError, os_reason
 from pocketquant.inputs import open_regular
 from pocketquant.package.build import DIGEST_KEY, FORMAT, MANIFEST, MODELFILE, canonical_json
 from pocketquant.package.chat_template import render_go, render_jinja_runtime
@@ -102,8 +102,8 @@ def _copy_member(
         if sink is not None:
             sink.close()
     except OSError as exc:
-        where = extract_to if extract_to is not None else pkg
-        raise OutputError(f"{where}: cannot extract {name} there to load it: {exc.strerror or exc}") from exc
+        where = extract_to.parent if extract_to is not None else pkg  # the --tmp-dir, not our scratch
+        raise OutputError(f"{where}: cannot extract {name} there to load it: {os_reason(exc)}") from exc
     finally:
         if sink is not None and not sink.closed:
             sink.close()
