@@ -184,11 +184,21 @@ def zip_layout(path: str | os.PathLike[str]) -> dict[str, Any]:
 
 
 def structural_offsets(path: str | os.PathLike[str]) -> list[int]:
-    """Every byte of the zip's local headers, central directory and end record."""
-    lay = zip_layout(path)
-    size = Path(path).stat().st_size
-    offsets = [i for _, off, hlen, _, _ in lay["local"] for i in range(off, off + hlen)]
-    return offsets + list(range(lay["central"], size))
+    """Every byte of the zip's local headers, central directory and end records (ZIP64 too), as
+    pocketquant's strict reader finds them (so the zip must be a valid package)."""
+    from pocketquant.inputs import open_regular
+    from pocketquant.package.ziparchive import open_zip
+
+    fd = open_regular(path)
+    try:
+        members = sorted(open_zip(fd, path).members, key=lambda m: m.data_offset)
+    finally:
+        os.close(fd)
+    offsets, pos = [], 0
+    for m in members:  # each local header fills the gap up to its member's data
+        offsets += range(pos, m.data_offset)
+        pos = m.data_offset + m.compressed_size
+    return offsets + list(range(pos, Path(path).stat().st_size))
 
 
 def patch_bytes(path: str | os.PathLike[str], offset: int, data: bytes) -> None:

@@ -61,6 +61,7 @@ class Row:
 
 # -- building a command line: any argument may be a builder, called with the sandbox -----------
 
+
 def _resolve(sb: Sandbox, args: tuple) -> list:
     return [a(sb) if callable(a) else a for a in args]
 
