@@ -93,11 +93,23 @@ def sweep_stale_temps(target: str | os.PathLike[str]) -> list[Path]:
     return removed
 
 
-def _reason(exc: OSError, where: Path) -> str:
-    if exc.errno is None and _disk_full(where):
-        # numpy's tofile and the like report a short write without an errno
-        return f"no space left on device (disk full): {exc}"
+def _reason(exc: OSError, where: Path, written: Path | None = None) -> str:
+    if exc.errno is None:  # numpy's tofile and the like report a short write without an errno
+        if _disk_full(where):
+            return f"no space left on device (disk full): {exc}"
+        if written is not None and _at_size_limit(written):
+            return f"File too large (the file size limit, ulimit -f): {exc}"
     return os_reason(exc)
+
+
+def _at_size_limit(path: Path) -> bool:
+    try:
+        import resource
+
+        soft = resource.getrlimit(resource.RLIMIT_FSIZE)[0]
+        return soft != resource.RLIM_INFINITY and path.stat().st_size >= soft - (1 << 16)
+    except (ImportError, OSError, ValueError):
+        return False
 
 
 def _disk_full(where: Path) -> bool:
@@ -210,7 +222,7 @@ def atomic_path(target: str | os.PathLike[str], *, directory: bool = False) -> I
         except OSError as exc:
             ours = exc.filename is None or str(exc.filename).startswith(str(tmp))
             if ours and (exc.errno in _DISK_ERRNOS or exc.errno is None):
-                raise OutputError(f"{target}: cannot write: {_reason(exc, target.parent)}") from exc
+                raise OutputError(f"{target}: cannot write: {_reason(exc, target.parent, tmp)}") from exc
             raise
     except BaseException:
         _remove(tmp)
