@@ -34,7 +34,7 @@ from pocketquant.quantize.policy import (
 
 QUANTIZATION_VERSION = 2  # GGML_QNT_VERSION
 SPLIT_KEYS = ("split.no", "split.count", "split.tensors.count")
-SLAB_FLOATS = 1 << 24  # rows per step: at most 64 MiB of float32
+SLAB_FLOATS = 1 << 21  # rows per step: at most 8 MiB of float32 (read buffer stays in cache)
 # source types the kernel (and the F32/F16/BF16 bit conversions) can turn into float32
 READABLE_TYPES = frozenset(TENSOR_TYPES.values())
 
