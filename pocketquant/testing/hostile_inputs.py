@@ -110,6 +110,19 @@ def poison_tensor(name: str, value: float = float("nan"), index: int = 7) -> Ten
     return edit
 
 
+def patch_tensor_type(path: str | os.PathLike[str], name: str, code: int) -> None:
+    """Overwrite the ggml type code of tensor `name` in the file's tensor table (to an invalid one,
+    say): what a flipped byte in the header does."""
+    with GGUFFile(path) as f:
+        t = f.tensor(name)
+    data = Path(path).read_bytes()
+    raw = name.encode("utf-8", "surrogateescape")
+    at = data.index(struct.pack("<Q", len(raw)) + raw) + 8 + len(raw)
+    (n_dims,) = struct.unpack_from("<I", data, at)
+    assert n_dims == len(t.shape)
+    patch_bytes(path, at + 4 + 8 * n_dims, struct.pack("<I", code))
+
+
 # -- HF checkpoints ---------------------------------------------------------------------------
 
 

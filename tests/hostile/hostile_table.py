@@ -17,6 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 from hostile_sandbox import Sandbox
 
 from pocketquant.gguf_file import GGMLType, TensorInfo
@@ -27,6 +28,7 @@ from pocketquant.testing.hostile_inputs import (
     drop_safetensor,
     edit_config,
     f32,
+    patch_tensor_type,
     poison_tensor,
     raw_string,
     rename_tensor,
@@ -149,6 +151,24 @@ def gguf_kvs(**kvs: object) -> Callable[[Sandbox], Path]:
 
 def gguf_tensors(edit: Callable) -> Callable[[Sandbox], Path]:
     return lambda sb: rewrite_gguf(sb.pristine.gguf, sb.path("in.gguf"), tensors=edit)
+
+
+def gguf_damaged(damage: Callable[[Path], object]) -> Callable[[Sandbox], Path]:
+    def make(sb: Sandbox) -> Path:
+        p = sb.gguf()
+        damage(p)
+        return p
+
+    return make
+
+
+def misfit_imatrix(sb: Sandbox) -> Path:
+    """An imatrix whose entry for blk.0.attn_k.weight has 10 values (the tensor's rows have 64)."""
+    from pocketquant.imatrix import save_imatrix
+
+    name = "blk.0.attn_k.weight"
+    save_imatrix(sb.path("im.gguf"), {name: np.ones(10, np.float32)}, {name: 1.0})
+    return sb.path("im.gguf")
 
 
 def hf_config(**changes: object) -> Callable[[Sandbox], Path]:
@@ -372,7 +392,12 @@ TABLE: list[Row] = [
         ("in.gguf", "not a GGUF file"), readme="input"),
     Row("quantize-input-truncated",
         quantize(lambda sb: sb.write("in.gguf", sb.pristine.gguf.read_bytes()[:300_000])),
-        ("in.gguf", "truncated"), readme="input"),
+        ("in.gguf", "truncated"), readme="gguf"),
+    Row("quantize-corrupt-tensor-table",
+        quantize(gguf_damaged(lambda p: patch_tensor_type(p, "blk.0.attn_k.weight", 99))),
+        ("in.gguf", "'blk.0.attn_k.weight'", "invalid ggml type 99"), readme="gguf"),
+    Row("quantize-imatrix-does-not-fit", quantize(gguf, "out.gguf", "--imatrix", misfit_imatrix),
+        ("im.gguf", "blk.0.attn_k.weight"), readme="gguf"),
     Row("quantize-imatrix-fifo", quantize(gguf, "out.gguf", "--imatrix", fifo("im.dat")),
         ("im.dat", "FIFO"), subprocess=True, readme="fifo"),
     Row("quantize-output-is-imatrix", quantize(gguf, text("im.dat", "x"), "--imatrix", path("im.dat")),

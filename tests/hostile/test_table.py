@@ -52,3 +52,40 @@ def test_every_command_and_stage_has_rows():
     covered |= {r.id.split("-")[1] for r in TABLE if r.id.startswith("stage-")}
     assert commands <= covered, commands - covered
     assert stages <= covered, stages - covered
+
+
+def test_readme_guarantees_are_backed_by_rows(repo_root):
+    """Every bullet of README's bad-input list names table rows (or test files) that back it,
+    every named row group exists and passes today, and every row backs some bullet."""
+    text = (repo_root / "README.md").read_text(encoding="utf-8")
+    section = text.split("### Bad input", 1)[1].split("\n## ", 1)[0]
+    bullets = [b for b in section.split("\n- ")[1:]]
+    assert len(bullets) >= 6
+    named: set[str] = set()
+    for bullet in bullets:
+        tags = re.findall(r"<!-- table: ([^>]*?) -->", bullet)
+        assert tags, f"README bullet without table rows: {bullet[:80]!r}"
+        named |= {t for group in tags for t in group.split()}
+        for test_file in re.findall(r"<!-- test: ([^ >]+) -->", bullet):
+            assert (repo_root / "tests" / "hostile" / test_file).is_file(), test_file
+    passing = {r.readme for r in TABLE if not r.xfail}
+    assert named <= passing, f"README names rows that do not exist or await the converter: {named - passing}"
+    assert passing - {"converter"} <= named, f"rows backing no README line: {passing - named}"
+
+
+def test_debug_shows_the_traceback(sandbox):
+    """--debug (before or after the command name) or POCKETQUANT_DEBUG=1 adds the traceback; the
+    status and the error line stay the same."""
+    from hostile_table import path, quantize
+
+    argv = quantize(path("nope.gguf"))(sandbox)
+    plain = sandbox.run(argv)
+    before = sandbox.run(["--debug", *argv])
+    after = sandbox.run([*argv, "--debug"])
+    sandbox.monkeypatch.setenv("POCKETQUANT_DEBUG", "1")
+    env = sandbox.run(argv)
+    assert "Traceback" not in plain.err
+    for r in (plain, before, after, env):
+        assert r.status == 2 and r.error_lines == plain.error_lines, r.err
+    for r in (before, after, env):
+        assert "Traceback (most recent call last)" in r.err and "GGUFFormatError" in r.err
