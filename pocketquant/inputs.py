@@ -33,7 +33,7 @@ def open_regular(
     try:
         fd = os.open(path, flags)
     except FileNotFoundError:
-        raise error(f"{path}: no such file ({what})") from None
+        raise error(f"{path}: cannot read {what}: no such file") from None
     except OSError as exc:
         raise error(f"{path}: cannot open {what}: {exc.strerror or exc}") from None
     try:

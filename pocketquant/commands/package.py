@@ -48,7 +48,7 @@ def _json_object(path: str | None, what: str) -> dict | None:
     from pocketquant.errors import PackageError
     from pocketquant.inputs import read_json_object
 
-    return None if path is None else read_json_object(path, f"{what} JSON", error=PackageError)
+    return None if path is None else read_json_object(path, what, error=PackageError)
 
 
 def run(args: argparse.Namespace) -> int:
