@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import pytest
 from hostile_sandbox import Sandbox
 
 from pocketquant.gguf_file import GGMLType, TensorInfo
@@ -239,6 +240,13 @@ def overwrite(data: bytes | str) -> Callable[[Path], None]:
     return lambda p: p.write_bytes(data.encode() if isinstance(data, str) else data)
 
 
+def unreadable(p: Path) -> None:
+    """No read permission (root reads anything, so for root the row is skipped)."""
+    if os.geteuid() == 0:
+        pytest.skip("root can read a file without read permission")
+    p.chmod(0)
+
+
 def replace_with_fifo(p: Path) -> None:
     p.unlink()
     os.mkfifo(p)
@@ -388,6 +396,8 @@ TABLE: list[Row] = [
         ("in.gguf", "FIFO"), subprocess=True, readme="fifo"),
     Row("quantize-input-directory", quantize(directory("in.gguf")), ("in.gguf", "directory"), readme="input"),
     Row("quantize-input-missing", quantize(path("nope.gguf")), ("nope.gguf", "no such file"), readme="input"),
+    Row("quantize-input-unreadable", quantize(gguf_damaged(unreadable)),
+        ("in.gguf", "Permission denied"), readme="input"),
     Row("quantize-input-empty", quantize(text("in.gguf", b"")),
         ("in.gguf", "not a GGUF file"), readme="input"),
     Row("quantize-input-truncated",
@@ -419,6 +429,8 @@ TABLE: list[Row] = [
         ("model.safetensors", "model.norm.weight", "F128"), readme="checkpoint"),
     Row("convert-safetensors-fifo", convert(hf_weights(replace_with_fifo)),
         ("model.safetensors", "FIFO"), subprocess=True, readme="fifo"),
+    Row("convert-safetensors-unreadable", convert(hf_weights(unreadable)),
+        ("model.safetensors", "Permission denied"), readme="checkpoint"),
     Row("convert-config-not-json", convert(hf_file("config.json", overwrite("{oops"))),
         ("config.json", "not valid JSON"), readme="checkpoint"),
     Row("convert-config-directory", convert(hf_file("config.json", replace_with_dir)),
