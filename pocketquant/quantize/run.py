@@ -1,7 +1,8 @@
 """Quantize a GGUF file the way llama-quantize does, streaming one tensor (slab of rows) at a time.
 
-Memory stays bounded: the input is memory-mapped, each tensor is converted in slabs of rows, pages
-we are done with are dropped from our mapping, and the output is written as we go.
+Memory stays bounded: each tensor is read (pread, into one reused buffer) and converted in slabs of
+rows, and the output is written as we go. Reading instead of memory-mapping makes an input that is
+truncated under us an error message rather than a SIGBUS.
 """
 
 from __future__ import annotations
