@@ -20,6 +20,7 @@ Errors are PackageErrors naming the package and, where there is one, the member.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import struct
 import zlib
@@ -94,10 +95,10 @@ def _zip64_fields(extra: bytes, wanted: list[str], where: str, fail) -> dict[str
     return {name: struct.unpack_from("<Q", found, 8 * i)[0] for i, name in enumerate(wanted)}
 
 
-@dataclass
-class _Central:
-    name_raw: bytes
-    name: str
+@dataclass(frozen=True)
+class _Fields:
+    """What a local header and its central directory entry must agree on."""
+
     version_needed: int
     flags: int
     method: int
@@ -106,8 +107,14 @@ class _Central:
     crc: int
     compressed_size: int
     size: int
+
+
+@dataclass(frozen=True)
+class _Central:
+    name_raw: bytes
+    name: str
+    fields: _Fields
     local_offset: int
-    end: int  # where this central entry ends
 
 
 class ZipReader:
@@ -239,22 +246,9 @@ class ZipReader:
             if key in seen:
                 raise self.fail(f"{name}: appears more than once in the zip")
             seen.add(key)
-            entries.append(
-                _Central(
-                    name_raw,
-                    name,
-                    needed,
-                    flags,
-                    method,
-                    mtime,
-                    mdate,
-                    crc,
-                    z64.get("compressed size", csize),
-                    z64.get("size", usize),
-                    z64.get("offset", offset),
-                    var_end,
-                )
-            )
+            sizes = (z64.get("compressed size", csize), z64.get("size", usize))
+            fields = _Fields(needed, flags, method, mtime, mdate, crc, *sizes)
+            entries.append(_Central(name_raw, name, fields, z64.get("offset", offset)))
             pos = var_end
         if pos != len(cd):
             raise self.fail(f"{len(cd) - pos} bytes after the last central directory entry (hidden data)")
@@ -305,41 +299,27 @@ class ZipReader:
             self._check_common(where, needed, flags, method)
             wanted = [k for k, v in (("size", usize), ("compressed size", csize)) if v == U32]
             z64 = _zip64_fields(var[n_len:], wanted, where, self.fail)
-            local = (
-                needed,
-                flags,
-                method,
-                mtime,
-                mdate,
-                crc,
-                z64.get("compressed size", csize),
-                z64.get("size", usize),
-            )
-            cent = (c.version_needed, c.flags, c.method, c.time, c.date, c.crc, c.compressed_size, c.size)
-            for label, lv, cv in zip(
-                ("version needed", "flags", "method", "time", "date", "CRC", "compressed size", "size"),
-                local,
-                cent,
-                strict=True,
-            ):
+            sizes = (z64.get("compressed size", csize), z64.get("size", usize))
+            local = _Fields(needed, flags, method, mtime, mdate, crc, *sizes)
+            for f in dataclasses.fields(_Fields):
+                lv, cv = getattr(local, f.name), getattr(c.fields, f.name)
                 if lv != cv:
+                    label = f.name.replace("_", " ")
                     raise self.fail(
                         f"{c.name}: local header {label} {lv} differs from the central directory's {cv}"
                     )
-            if c.method == STORED and c.size != c.compressed_size:
+            size, csize = c.fields.size, c.fields.compressed_size
+            if c.fields.method == STORED and size != csize:
+                raise self.fail(f"{c.name}: stored, but its size {size} is not its compressed size {csize}")
+            if c.fields.method == DEFLATED and size > csize * MAX_DEFLATE_RATIO + 64:
                 raise self.fail(
-                    f"{c.name}: stored, but its size {c.size} is not its compressed size {c.compressed_size}"
-                )
-            if c.method == DEFLATED and c.size > c.compressed_size * MAX_DEFLATE_RATIO + 64:
-                raise self.fail(
-                    f"{c.name}: declares {c.size} bytes from {c.compressed_size} compressed, "
-                    "more than deflate can give"
+                    f"{c.name}: declares {size} bytes from {csize} compressed, more than deflate can give"
                 )
             data_offset = c.local_offset + LOCAL.size + n_len + e_len
-            expected = data_offset + c.compressed_size
+            expected = data_offset + csize
             if expected > cd_offset:
                 raise self.fail(f"{c.name}: its data runs into the central directory")
-            self.members.append(Member(c.name, c.method, c.crc, c.compressed_size, c.size, data_offset))
+            self.members.append(Member(c.name, c.fields.method, c.fields.crc, csize, size, data_offset))
         if expected != cd_offset:
             raise self.fail(f"{cd_offset - expected} bytes between the last member and the central directory")
         order = {c.name: i for i, c in enumerate(central)}

@@ -154,13 +154,21 @@ def gguf_tensors(edit: Callable) -> Callable[[Sandbox], Path]:
     return lambda sb: rewrite_gguf(sb.pristine.gguf, sb.path("in.gguf"), tensors=edit)
 
 
-def gguf_damaged(damage: Callable[[Path], object]) -> Callable[[Sandbox], Path]:
+def damaged(
+    copy: Callable[[Sandbox], Path], damage: Callable[[Path], object], part: str = ""
+) -> Callable[[Sandbox], Path]:
+    """A fresh copy of a pristine input (`part`: one file inside it) damaged by `damage(path)`."""
+
     def make(sb: Sandbox) -> Path:
-        p = sb.gguf()
-        damage(p)
+        p = copy(sb)
+        damage(p / part if part else p)
         return p
 
     return make
+
+
+def gguf_damaged(damage: Callable[[Path], object]) -> Callable[[Sandbox], Path]:
+    return damaged(gguf, damage)
 
 
 def misfit_imatrix(sb: Sandbox) -> Path:
@@ -182,14 +190,7 @@ def hf_config(**changes: object) -> Callable[[Sandbox], Path]:
 
 
 def hf_file(name: str, damage: Callable[[Path], object]) -> Callable[[Sandbox], Path]:
-    """The tiny checkpoint with one of its files damaged by `damage(path)`."""
-
-    def make(sb: Sandbox) -> Path:
-        model = sb.hf()
-        damage(model / name)
-        return model
-
-    return make
+    return damaged(hf, damage, name)
 
 
 def hf_weights(damage: Callable[[Path], object]) -> Callable[[Sandbox], Path]:
@@ -197,12 +198,7 @@ def hf_weights(damage: Callable[[Path], object]) -> Callable[[Sandbox], Path]:
 
 
 def pkg_damaged(damage: Callable[[Path], object]) -> Callable[[Sandbox], Path]:
-    def make(sb: Sandbox) -> Path:
-        p = sb.package()
-        damage(p)
-        return p
-
-    return make
+    return damaged(pkg, damage)
 
 
 def hard_link(name: str, to: str) -> Callable[[Sandbox], Path]:
