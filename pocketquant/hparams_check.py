@@ -161,6 +161,53 @@ def _check_model_keys(kvs: Mapping[str, Any], names: list[str], arch: str, sourc
         raise _fail(source, p + "expert_count", f"= {n_expert[0]}: llama.cpp allows at most {MAX_EXPERTS}")
 
 
+# keys packaging and verify read, with the type llama.cpp reads them as
+_TOKENIZER_KEYS = {
+    "tokenizer.ggml.bos_token_id": GGUFValueType.UINT32,
+    "tokenizer.ggml.eos_token_id": GGUFValueType.UINT32,
+    "tokenizer.ggml.add_bos_token": GGUFValueType.BOOL,
+    "tokenizer.chat_template": GGUFValueType.STRING,
+}
+
+
+def _utf8(value: str, key: str, source: str) -> None:
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError as exc:  # the reader keeps bytes that are not UTF-8 as surrogates
+        pos = len(value[: exc.start].encode("utf-8", "surrogateescape"))
+        raise _fail(source, key, f"is not valid UTF-8 (byte {pos})") from None
+
+
+def check_gguf_metadata(
+    kvs: Mapping[str, Any], tensor_names: Iterable[str], source: str | os.PathLike[str]
+) -> None:
+    """check_gguf_hparams, and the tokenizer keys a package reads (special token ids, the chat
+    template, the vocabulary) have llama.cpp's types and are valid UTF-8 where they are text."""
+    source = str(source)
+    check_gguf_hparams(kvs, tensor_names, source)
+    arch_kv = kvs.get("general.architecture")
+    if arch_kv is not None and arch_kv.type == GGUFValueType.STRING:
+        ctx_key = f"{arch_kv.value}.context_length"
+        _kv_int(kvs.get(ctx_key), ctx_key, source)
+    for key, want in _TOKENIZER_KEYS.items():
+        kv = kvs.get(key)
+        if kv is not None and kv.type != want:
+            raise _fail(source, key, f"has type {kv.type.name}; llama.cpp needs {want.name}")
+    tokens_kv = kvs.get("tokenizer.ggml.tokens")
+    tokens: list[str] = []
+    if tokens_kv is not None:
+        if tokens_kv.type != GGUFValueType.ARRAY or tokens_kv.array_type != GGUFValueType.STRING:
+            raise _fail(source, "tokenizer.ggml.tokens", "must be an array of strings")
+        tokens = tokens_kv.value
+    template = kvs.get("tokenizer.chat_template")
+    if template is not None:
+        _utf8(template.value, "tokenizer.chat_template", source)
+    for key in ("tokenizer.ggml.bos_token_id", "tokenizer.ggml.eos_token_id"):
+        kv = kvs.get(key)
+        if kv is not None and kv.value < len(tokens):
+            _utf8(tokens[kv.value], f"{key} (token {kv.value})", source)
+
+
 # -- HF config.json -----------------------------------------------------------------------------
 
 # integer hyperparameters common to the HF causal-LM families, and their smallest valid value

@@ -27,7 +27,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--num-ctx", type=int, default=2048, help="Modelfile PARAMETER num_ctx (default 2048)")
     p.add_argument("--chat-template", metavar="FILE", help="Jinja chat template (default: the GGUF's own)")
     p.add_argument(
-        "--stop", action="append", metavar="TEXT", help="stop string (repeatable; default: the template's)"
+        "--stop",
+        action="append",
+        type=_stop_text,
+        metavar="TEXT",
+        help="stop string, not empty (repeatable; default: the chat format's end-of-turn tokens and EOS)",
     )
     p.add_argument(
         "--unknown-template",
@@ -42,6 +46,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=run)
+
+
+def _stop_text(text: str) -> str:
+    """argparse type for --stop: an empty stop would end every answer at once (exit 2, usage error)."""
+    if text == "":
+        raise argparse.ArgumentTypeError("an empty stop string would end every answer at once")
+    return text
 
 
 def _json_object(path: str | None, what: str) -> dict | None:

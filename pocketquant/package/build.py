@@ -216,8 +216,6 @@ def build_package(
             "the Modelfile TEMPLATE passes the prompt through unformatted; chat quality may suffer"
         )
     stops = list(dict.fromkeys(stop if stop is not None else default_stops))
-    if "" in stops:  # an empty stop would end every answer at once; verify refuses it too
-        raise PackageError("stop strings must not be empty (--stop '')")
 
     modelfile = render_modelfile(
         gguf_name=gguf_member,

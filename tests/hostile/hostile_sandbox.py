@@ -30,7 +30,9 @@ class Result:
 
     @property
     def error_lines(self) -> list[str]:
-        return [line for line in self.err.splitlines() if re.match(r"(pocketquant|stage \w+): error: ", line)]
+        """Lines `pocketquant: error: ...`, `pocketquant CMD: error: ...` (argparse) or `stage X: error:`."""
+        pattern = r"(pocketquant( \w+)?|stage \w+): error: "
+        return [line for line in self.err.splitlines() if re.match(pattern, line)]
 
 
 def snapshot(root: Path) -> dict[str, tuple]:
@@ -152,7 +154,10 @@ class Sandbox:
         else:
             from pocketquant.cli import main
 
-            status = main(argv)
+            try:
+                status = main(argv)
+            except SystemExit as exc:  # argparse's usage errors: status 2 and one error line too
+                status = exc.code if isinstance(exc.code, int) else 1
         out, err = self.capsys.readouterr()
         return Result(status, out, err)
 
