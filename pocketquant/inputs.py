@@ -47,6 +47,19 @@ def open_regular(
     return fd
 
 
+def refuse_special_files(args: list[str], error: type[PocketquantError] = InputError) -> None:
+    """`error` for the first argument that names an existing FIFO, device or socket: a safety net
+    for entry points (the stage scripts) whose inputs are opened by libraries that would block on
+    a FIFO. Directories and regular files pass; so does anything that does not exist yet."""
+    for arg in args:
+        try:
+            mode = os.stat(arg).st_mode
+        except (OSError, ValueError):
+            continue
+        if not (stat.S_ISREG(mode) or stat.S_ISDIR(mode)):
+            raise error(f"{arg}: is {file_kind(mode)}, not a regular file or directory")
+
+
 def pread_exact(fd: int, buf: memoryview, offset: int) -> int:
     """Fill `buf` from `offset`; return how many bytes there were (fewer only at the end of file)."""
     done = 0

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from pocketquant.failures import debug_requested, run_reporting
+from pocketquant.inputs import refuse_special_files
 from pocketquant.params_file import load_params_file
 
 PARAMS_FILE = Path("params.yaml")
@@ -51,6 +52,7 @@ def run(stage: str, main: Callable[[], object]) -> None:
     sys.argv = [a for a in sys.argv if a != "--debug"]
 
     def body() -> None:
+        refuse_special_files(sys.argv[1:])  # a FIFO given as an input must not hang the stage
         main()
 
     code = run_reporting(f"stage {stage}", body, debug=debug)
