@@ -1,5 +1,7 @@
 """Errors a user can act on. The CLI prints them as one line and exits with status 2."""
 
+import errno
+
 
 class PocketquantError(Exception):
     """Base class: bad input or a failed check, with a message naming the file, tensor or key."""
@@ -27,3 +29,23 @@ class EvaluationError(PocketquantError):
 
 class PackageError(PocketquantError):
     """A package is incomplete or fails verification."""
+
+
+class InputError(PocketquantError):
+    """An input path cannot be read as asked (missing, a directory, a FIFO or device, unreadable)."""
+
+
+class OutputError(PocketquantError):
+    """An output cannot be written (a directory in the way, no permission, disk full, would
+    overwrite an input)."""
+
+
+class HparamsError(ConfigError):
+    """Model hyperparameters (GGUF metadata or config.json) that llama.cpp would refuse."""
+
+
+def os_reason(exc: OSError) -> str:
+    """The reason part of an OSError's message, worded for a user ("disk full" said outright)."""
+    if exc.errno == errno.ENOSPC:
+        return "no space left on device (disk full)"
+    return exc.strerror or str(exc) or type(exc).__name__

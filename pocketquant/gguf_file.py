@@ -4,6 +4,8 @@ The reader checks everything llama.cpp's `gguf_init_from_file` checks (magic, ve
 string and array lengths, duplicate keys and names, tensor shapes and types, offsets, alignment) and
 also that every tensor's data lies inside the file, and raises GGUFFormatError naming the file and
 the fault. The `gguf` package's reader is lax about broken files, so we only borrow its constants.
+It reads with pread, not through a memory map: a file truncated by another process while we read it
+is then an error message, where a mapping would die of SIGBUS. Only `tensor_data` maps the file.
 
 The writer emits the header, KVs and tensor table first (offsets follow from the declared shapes and
 types), then takes tensor data in order, in as many pieces as the caller likes, zero-padding each
@@ -26,6 +28,7 @@ from gguf.constants import GGML_QUANT_SIZES, GGMLQuantizationType, GGUFValueType
 
 from pocketquant.atomic import atomic_path
 from pocketquant.errors import GGUFFormatError
+from pocketquant.inputs import open_regular, pread_exact
 
 GGMLType = GGMLQuantizationType
 MAGIC = b"GGUF"
@@ -202,13 +205,32 @@ class TensorInfo:
 
 
 class _Cursor:
-    """Bounds-checked little-endian reads over the mapped header, raising named errors."""
+    """Bounds-checked little-endian reads of the header, raising named errors. The bytes are read
+    from the file on demand (the header's size is only known once it is parsed)."""
 
-    def __init__(self, buf: memoryview, path: Path):
-        self.buf = buf
+    def __init__(self, fd: int, size: int, path: Path):
+        self.fd = fd
+        self.buf = bytearray()
         self.pos = 0
         self.path = path
-        self.size = len(buf)
+        self.size = size
+
+    def _fill(self, end: int) -> None:
+        have = len(self.buf)
+        if end <= have:
+            return
+        want = min(self.size, max(end, 2 * have, 1 << 16))
+        more = bytearray(want - have)
+        try:
+            got = pread_exact(self.fd, memoryview(more), have)
+        except OSError as exc:
+            raise self.fail(f"cannot read: {exc.strerror or exc}") from None
+        if have + got < end:
+            raise self.fail(
+                f"truncated while reading: the file is now {have + got} bytes, it was {self.size} "
+                "(changed by another process?)"
+            )
+        self.buf += more[:got]
 
     def fail(self, what: str) -> GGUFFormatError:
         return GGUFFormatError(f"{self.path}: {what}")
@@ -219,6 +241,7 @@ class _Cursor:
                 f"truncated file: {what} needs {n} bytes at offset {self.pos}, "
                 f"but the file is only {self.size} bytes"
             )
+        self._fill(self.pos + n)
 
     def unpack(self, fmt: str, what: str) -> Any:
         n = struct.calcsize(fmt)
@@ -291,19 +314,13 @@ class GGUFFile:
     def __init__(self, path: str | os.PathLike[str]):
         self.path = Path(path)
         self._mm: mmap.mmap | None = None
+        self._fd: int | None = open_regular(self.path, "GGUF file", GGUFFormatError)
         try:
-            self._fd = open(self.path, "rb")  # noqa: SIM115 - closed in close()
-        except FileNotFoundError:
-            raise GGUFFormatError(f"{self.path}: no such file") from None
-        except IsADirectoryError:
-            raise GGUFFormatError(f"{self.path}: is a directory, not a GGUF file") from None
-        try:
-            self.file_size = os.fstat(self._fd.fileno()).st_size
+            self.file_size = os.fstat(self._fd).st_size
             if self.file_size < 4:
                 raise GGUFFormatError(
                     f"{self.path}: not a GGUF file (only {self.file_size} bytes, no 'GGUF' magic)"
                 )
-            self._mm = mmap.mmap(self._fd.fileno(), 0, access=mmap.ACCESS_READ)
             self._parse()
         except BaseException:
             self.close()
@@ -311,8 +328,8 @@ class GGUFFile:
 
     # -- parsing -------------------------------------------------------------------------------
     def _parse(self) -> None:
-        assert self._mm is not None
-        cur = _Cursor(memoryview(self._mm), self.path)
+        assert self._fd is not None
+        cur = _Cursor(self._fd, self.file_size, self.path)
         magic = cur.take(4, "magic")
         if magic != MAGIC:
             raise cur.fail(f"not a GGUF file (starts with {magic!r}, expected b'GGUF')")
@@ -420,17 +437,49 @@ class GGUFFile:
         except KeyError:
             raise GGUFFormatError(f"{self.path}: no tensor named {name!r}") from None
 
-    def tensor_data(self, t: TensorInfo | str, start: int = 0, stop: int | None = None) -> np.ndarray:
-        """The raw bytes of tensor `t` (or its byte range [start, stop)) as a read-only uint8 view."""
+    def read_tensor(
+        self, t: TensorInfo | str, start: int = 0, stop: int | None = None, out: np.ndarray | None = None
+    ) -> np.ndarray:
+        """The raw bytes of tensor `t` (or its byte range [start, stop)) read into a uint8 array
+        (`out`'s first bytes when given, to reuse a buffer). GGUFFormatError naming the tensor if
+        the file is shorter now than when it was opened."""
         if isinstance(t, str):
             t = self.tensor(t)
-        assert self._mm is not None, "file is closed"
+        assert self._fd is not None, "file is closed"
+        stop = t.nbytes if stop is None else stop
+        n = stop - start
+        buf = np.empty(n, dtype=np.uint8) if out is None else out[:n]
+        try:
+            got = pread_exact(self._fd, memoryview(buf), self.data_offset + t.offset + start)
+        except OSError as exc:
+            raise GGUFFormatError(
+                f"{self.path}: cannot read tensor {t.name!r}: {exc.strerror or exc}"
+            ) from None
+        if got < n:
+            size = os.fstat(self._fd).st_size
+            raise GGUFFormatError(
+                f"{self.path}: truncated while reading tensor {t.name!r}: the file is now {size} bytes, "
+                f"it was {self.file_size} (changed by another process?)"
+            )
+        return buf
+
+    def tensor_data(self, t: TensorInfo | str, start: int = 0, stop: int | None = None) -> np.ndarray:
+        """The raw bytes of tensor `t` (or its byte range [start, stop)) as a read-only uint8 view of
+        a memory map (no copy; the map dies of SIGBUS if the file is truncated: prefer read_tensor
+        where that can happen)."""
+        if isinstance(t, str):
+            t = self.tensor(t)
+        assert self._fd is not None, "file is closed"
+        if self._mm is None:
+            if os.fstat(self._fd).st_size < self.file_size:
+                raise GGUFFormatError(f"{self.path}: the file was truncated after it was opened")
+            self._mm = mmap.mmap(self._fd, 0, access=mmap.ACCESS_READ)
         stop = t.nbytes if stop is None else stop
         base = self.data_offset + t.offset
         return np.frombuffer(self._mm, dtype=np.uint8, count=stop - start, offset=base + start)
 
     def release(self, t: TensorInfo, start: int = 0, stop: int | None = None) -> None:
-        """Tell the kernel we are done with these pages, so a big model never sits in our RSS."""
+        """Tell the kernel we are done with these mapped pages, so a big model never sits in our RSS."""
         if self._mm is None or not hasattr(mmap, "MADV_DONTNEED"):
             return
         stop = t.nbytes if stop is None else stop
@@ -451,7 +500,8 @@ class GGUFFile:
                 self._mm.close()
             self._mm = None
         if getattr(self, "_fd", None) is not None:
-            self._fd.close()
+            with contextlib.suppress(OSError):
+                os.close(self._fd)
             self._fd = None
 
     def __enter__(self) -> GGUFFile:

@@ -22,6 +22,7 @@ import numpy as np
 
 from pocketquant.errors import GGUFFormatError, ImatrixError
 from pocketquant.gguf_file import KV, GGMLType, GGUFFile, GGUFValueType, TensorInfo, create_gguf
+from pocketquant.inputs import open_regular, read_input_bytes
 
 SUMS_SUFFIX = ".in_sum2"
 COUNTS_SUFFIX = ".counts"
@@ -90,11 +91,13 @@ class Imatrix:
 def load_imatrix(path: str | os.PathLike[str]) -> Imatrix:
     """Read an imatrix in GGUF or legacy .dat format (detected by the GGUF magic)."""
     p = Path(path)
+    fd = open_regular(p, "imatrix", ImatrixError)  # a FIFO or directory is refused, never waited on
     try:
-        with open(p, "rb") as fh:
-            magic = fh.read(4)
+        magic = os.pread(fd, 4, 0)
     except OSError as exc:
         raise ImatrixError(f"{p}: cannot read imatrix: {exc.strerror or exc}") from None
+    finally:
+        os.close(fd)
     im = _load_gguf(p) if magic == b"GGUF" else _load_legacy(p)
     im.path = os.fspath(path)
     if not im.entries:
@@ -126,8 +129,8 @@ def _load_gguf(p: Path) -> Imatrix:
             for t in (sums_t, counts_t):
                 if t.type != GGMLType.F32:
                     raise ImatrixError(f"{p}: tensor {t.name!r} must be F32, is {t.type.name}")
-            sums = f.tensor_data(sums_t).view(np.float32).copy()
-            counts = f.tensor_data(counts_t).view(np.float32).copy()
+            sums = f.read_tensor(sums_t).view(np.float32)
+            counts = f.read_tensor(counts_t).view(np.float32)
             if counts.size == 0 or sums.size % counts.size:
                 raise ImatrixError(
                     f"{p}: entry {name!r}: {sums.size} sums do not split into {counts.size} matrices"
@@ -142,7 +145,7 @@ def _load_gguf(p: Path) -> Imatrix:
 
 
 def _load_legacy(p: Path) -> Imatrix:
-    data = p.read_bytes()
+    data = read_input_bytes(p, "imatrix", max_bytes=1 << 30, error=ImatrixError)
     pos = 0
 
     def take(fmt: str, what: str):

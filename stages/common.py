@@ -13,16 +13,16 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import yaml
-
-from pocketquant.errors import PocketquantError
+from pocketquant.failures import debug_requested, run_reporting
+from pocketquant.inputs import refuse_special_files
+from pocketquant.params_file import load_params_file
 
 PARAMS_FILE = Path("params.yaml")
 
 
 def load_params(path: Path = PARAMS_FILE) -> dict[str, Any]:
-    with open(path, encoding="utf-8") as f:
-        return yaml.safe_load(f)
+    """params.yaml; a missing key is a ConfigError naming it (pocketquant.params_file)."""
+    return load_params_file(path)
 
 
 def threads(n: int | None) -> int | None:
@@ -61,16 +61,22 @@ def feedback(stage: str, status: str, seconds: float) -> str:
 
 
 def run(stage: str, main: Callable[[], object]) -> None:
-    """Run a stage and end with one line: its wall time and peak RSS. A PocketquantError (bad input)
-    ends with one line naming the problem instead (after the timing line), and exit status 2."""
+    """Run a stage and end with one line: its wall time and peak RSS. Any failure ends with the
+    timing line and then one line naming the problem (exit status 2 for bad input; a traceback only
+    with --debug or POCKETQUANT_DEBUG=1): see pocketquant.failures."""
+    debug = debug_requested(sys.argv)
+    sys.argv = [a for a in sys.argv if a != "--debug"]
     t0 = time.perf_counter()
-    try:
-        main()
-    except PocketquantError as exc:
-        print(feedback(stage, "failed", time.perf_counter() - t0), file=sys.stderr)
-        print(f"stage {stage}: error: {exc}", file=sys.stderr)
-        sys.exit(2)
-    except BaseException:
-        print(feedback(stage, "failed", time.perf_counter() - t0), file=sys.stderr, flush=True)
-        raise
+
+    def body() -> None:
+        try:
+            refuse_special_files(sys.argv[1:])  # a FIFO given as an input must not hang the stage
+            main()
+        except BaseException:
+            print(feedback(stage, "failed", time.perf_counter() - t0), file=sys.stderr, flush=True)
+            raise
+
+    code = run_reporting(f"stage {stage}", body, debug=debug)
+    if code:
+        sys.exit(code)
     print(feedback(stage, "done", time.perf_counter() - t0), file=sys.stderr)

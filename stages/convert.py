@@ -6,6 +6,7 @@ import argparse
 
 from common import load_params, run
 
+from pocketquant.checkpoint_check import preflight_convert
 from pocketquant.convert import convert_hf_to_gguf
 
 
@@ -15,6 +16,7 @@ def main() -> None:
     ap.add_argument("--out", required=True, help="GGUF file to write")
     args = ap.parse_args()
     p = load_params()
+    preflight_convert(args.model, args.out)
     convert_hf_to_gguf(args.model, args.out, outtype=p["convert"]["outtype"], name=p["model"]["name"])
 
 

@@ -8,12 +8,12 @@ cannot load, so for it the stage writes only NOT_PACKAGED.txt saying so.
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 
 from common import load_params, run, variant_label, variant_path
 
 from pocketquant.atomic import atomic_path
+from pocketquant.inputs import read_json_object
 from pocketquant.package.build import build_package, head_commit, slug
 
 
@@ -42,7 +42,7 @@ def main() -> None:
             scheme=scheme,
             # the params this stage lists in dvc.yaml: the manifest records exactly what built it
             params={k: p[k] for k in ("model", "convert", "quant", "package")},
-            metrics=json.loads(Path(args.metrics).read_text(encoding="utf-8")),
+            metrics=read_json_object(args.metrics, "metrics"),
             num_ctx=pkg["num_ctx"],
             extra_parameters={"temperature": pkg["temperature"]},
             unknown_template=pkg["unknown_template"],

@@ -10,12 +10,11 @@ nf4: the HF checkpoint through bitsandbytes -> <out> is a 4-bit HF checkpoint di
 from __future__ import annotations
 
 import argparse
-import tempfile
 from pathlib import Path
 
 from common import load_params, run, threads, variant_label
 
-from pocketquant.atomic import atomic_path
+from pocketquant.atomic import atomic_path, scratch_dir
 from pocketquant.errors import ConfigError
 
 
@@ -65,9 +64,8 @@ def main() -> None:
     from pocketquant.quantize import quantize_gguf
 
     out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
     # Intermediate files of the NF4 chain live beside the output (same disk), named so DVC ignores them.
-    with tempfile.TemporaryDirectory(prefix=".quantize-", suffix=".tmp", dir=out.parent) as work:
+    with scratch_dir(out) as work:
         src = Path(args.gguf)
         if q["source"] == "nf4":
             src = nf4_chain_gguf(args.model, Path(work), outtype=p["convert"]["outtype"], name=name)

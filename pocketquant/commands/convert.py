@@ -31,8 +31,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from pocketquant.checkpoint_check import preflight_convert
     from pocketquant.convert import convert_hf_to_gguf
 
+    preflight_convert(args.model_dir, args.out)  # bad files and hparams: one named error, first
     out = convert_hf_to_gguf(args.model_dir, args.out, args.outtype, name=args.name)
     print(out)
     return 0

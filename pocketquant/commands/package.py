@@ -59,34 +59,25 @@ def _stop_text(text: str) -> str:
 
 
 def _json_object(path: str | None, what: str) -> dict | None:
-    import json
-    from pathlib import Path
-
     from pocketquant.errors import PackageError
+    from pocketquant.inputs import read_json_object
 
-    if path is None:
-        return None
-    try:
-        value = json.loads(Path(path).read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:
-        raise PackageError(f"{path}: cannot read {what} JSON: {exc}") from exc
-    if not isinstance(value, dict):
-        raise PackageError(f"{path}: {what} must be a JSON object")
-    return value
+    return None if path is None else read_json_object(path, what, error=PackageError)
 
 
 def run(args: argparse.Namespace) -> int:
-    from pathlib import Path
+    import os
 
+    from pocketquant.atomic import refuse_overwriting_inputs
     from pocketquant.errors import PackageError
+    from pocketquant.inputs import open_regular, read_input_text
     from pocketquant.package import build_package, head_commit
 
+    os.close(open_regular(args.input, "GGUF file", PackageError))  # a FIFO is refused, not waited on
+    refuse_overwriting_inputs(args.output, [args.input, args.metrics, args.params, args.chat_template])
     template = None
     if args.chat_template:
-        try:
-            template = Path(args.chat_template).read_text(encoding="utf-8")
-        except OSError as exc:
-            raise PackageError(f"{args.chat_template}: cannot read chat template: {exc}") from exc
+        template = read_input_text(args.chat_template, "chat template", error=PackageError)
     out = build_package(
         args.input,
         args.output,

@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any, BinaryIO, Literal
 
 from pocketquant import __version__
-from pocketquant.atomic import atomic_path
+from pocketquant.atomic import atomic_path, refuse_overwriting_inputs
 from pocketquant.errors import PackageError
 from pocketquant.package.device_readme import render_readme
 from pocketquant.package.ggufmeta import read_gguf_info
@@ -183,8 +183,7 @@ def build_package(
     gguf_path, out_zip = Path(gguf_path), Path(out_zip)
     if not gguf_path.is_file():
         raise PackageError(f"{gguf_path}: GGUF file not found")
-    if out_zip.resolve() == gguf_path.resolve():
-        raise PackageError(f"{out_zip}: output would overwrite the input GGUF")
+    refuse_overwriting_inputs(out_zip, [gguf_path])  # same path, symlink, hard link or ..
     if num_ctx < 1:
         raise PackageError(f"num_ctx must be positive, got {num_ctx}")
     if stop is not None:

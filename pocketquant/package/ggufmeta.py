@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from pocketquant.gguf_file import GGUFFile
+from pocketquant.hparams_check import check_gguf_metadata
 
 
 @dataclass(frozen=True)
@@ -24,6 +25,7 @@ class GGUFInfo:
 def read_gguf_info(path: str | Path) -> GGUFInfo:
     """Read metadata with our strict reader (GGUFFormatError naming the file if it is no GGUF)."""
     with GGUFFile(path) as g:
+        check_gguf_metadata(g.kv, [t.name for t in g.tensors], g.path)  # llama.cpp's types, named
         arch = str(g.get("general.architecture", "unknown"))
         tokens = g.get("tokenizer.ggml.tokens") or []
 

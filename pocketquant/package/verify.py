@@ -1,28 +1,34 @@
-"""Check a package before it goes to a device: integrity (every member against the manifest,
-the manifest against its own digest), the Modelfile, and that llama.cpp loads the GGUF and
-generates from a prompt rendered through the Modelfile's TEMPLATE."""
+"""Check a package before it goes to a device: the zip itself as every unzip tool will see it
+(pocketquant.package.ziparchive), every member against the manifest (sha256, size), the manifest
+against its own digest, the Modelfile, and that llama.cpp loads the GGUF and generates from a
+prompt rendered through the Modelfile's TEMPLATE."""
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
-import shutil
 import tempfile
-import zipfile
-import zlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from pocketquant.errors import PackageError
-from pocketquant.package.build import DIGEST_KEY, FORMAT, MANIFEST, MODELFILE, canonical_json, iter_chunks
+from pocketquant.atomic import scratch_dir
+from pocketquant.errors import OutputError, PackageError, os_reason
+from pocketquant.inputs import open_regular
+from pocketquant.package.build import DIGEST_KEY, FORMAT, MANIFEST, MODELFILE, canonical_json
 from pocketquant.package.chat_template import render_go, render_jinja_runtime
 from pocketquant.package.gotemplate import TemplateError
 from pocketquant.package.modelfile import Modelfile, parse_modelfile
+from pocketquant.package.ziparchive import ZipReader, open_zip
 
 PROMPT = ({"role": "user", "content": "Name three colors."},)
+# text members are read whole, so their size is capped (a zip bomb must not fill memory)
+MANIFEST_MAX_BYTES = 1 << 20
+TEXT_MAX_BYTES = 16 << 20
+PROGRESS_MIN_BYTES = 16 << 20
 
 
 @dataclass
@@ -35,16 +41,14 @@ class VerifyResult:
     checks: list[str] = field(default_factory=list)
 
 
-def _read_manifest(zf: zipfile.ZipFile, pkg: Path) -> dict[str, Any]:
-    try:
-        raw = zf.read(MANIFEST)
-    except KeyError:
-        raise PackageError(f"{pkg}: {MANIFEST} is missing") from None
-    except (zipfile.BadZipFile, zlib.error) as exc:
-        raise PackageError(f"{pkg}: {MANIFEST} is corrupt in the zip: {exc}") from exc
+def _read_manifest(zr: ZipReader, pkg: Path) -> dict[str, Any]:
+    m = zr.member(MANIFEST)
+    if m is None:
+        raise PackageError(f"{pkg}: {MANIFEST} is missing")
+    raw = zr.read_all(m, limit=MANIFEST_MAX_BYTES)
     try:
         manifest = json.loads(raw.decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
         raise PackageError(f"{pkg}: {MANIFEST} is not valid JSON: {exc}") from exc
     if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
         raise PackageError(f"{pkg}: {MANIFEST} is not a {FORMAT} manifest")
@@ -66,58 +70,87 @@ def _read_manifest(zf: zipfile.ZipFile, pkg: Path) -> dict[str, Any]:
     return manifest
 
 
+def _copy_member(
+    zr: ZipReader, name: str, pkg: Path, extract_to: Path | None, progress: bool
+) -> tuple[str, int]:
+    """sha256 and length of a member's bytes, written to extract_to/name too when given."""
+    from tqdm import tqdm
+
+    m = zr.member(name)
+    assert m is not None
+    h = hashlib.sha256()
+    sink = None
+    limit = None if name.endswith(".gguf") else TEXT_MAX_BYTES
+    try:
+        if extract_to is not None:
+            sink = open(extract_to / name, "wb")  # noqa: SIM115 - closed below
+        with tqdm(
+            total=m.size,
+            desc=f"sha256 {name}",
+            unit="B",
+            unit_scale=True,
+            unit_divisor=1024,
+            disable=not progress or m.size < PROGRESS_MIN_BYTES,
+            leave=False,
+            mininterval=0.5,
+        ) as bar:
+            for chunk in zr.read(m, limit=limit):
+                h.update(chunk)
+                bar.update(len(chunk))
+                if sink is not None:
+                    sink.write(chunk)
+        if sink is not None:
+            sink.close()
+    except OSError as exc:
+        where = extract_to.parent if extract_to is not None else pkg  # the --tmp-dir, not our scratch
+        raise OutputError(f"{where}: cannot extract {name} there to load it: {os_reason(exc)}") from exc
+    finally:
+        if sink is not None and not sink.closed:
+            sink.close()
+    return h.hexdigest(), m.size
+
+
 def _check_members(
-    zf: zipfile.ZipFile, pkg: Path, manifest: dict[str, Any], extract_to: Path | None, progress: bool
+    zr: ZipReader, pkg: Path, manifest: dict[str, Any], extract_to: Path | None, progress: bool
 ) -> dict[str, int]:
     """Hash every member against the manifest; collect all problems, each naming its file."""
     files: dict[str, dict[str, Any]] = manifest["files"]
-    problems: list[str] = []
-    names = [i.filename for i in zf.infolist()]
-    for name in sorted({n for n in names if names.count(n) > 1}):
-        problems.append(f"{name}: appears more than once in the zip")
+    problems: list[str] = list(zr.problems)
+    names = [m.name for m in zr.members]
     for name in sorted(set(names) - set(files) - {MANIFEST}):
         problems.append(f"{name}: in the zip but not listed in {MANIFEST}")
     for name in sorted(set(files) - set(names)):
         problems.append(f"{name}: listed in {MANIFEST} but missing from the zip")
     checked: dict[str, int] = {}
-    for info in sorted(zf.infolist(), key=lambda i: i.filename):
-        name = info.filename
+    for m in sorted(zr.members, key=lambda m: m.name):
+        name = m.name
         if name not in files or name == MANIFEST:
             continue
         want = files[name]
-        if info.file_size != want["size"]:
-            problems.append(f"{name}: size {info.file_size} bytes, manifest says {want['size']}")
+        if m.size != want["size"]:
+            problems.append(f"{name}: size {m.size} bytes, manifest says {want['size']}")
             continue
-        h = hashlib.sha256()
-        sink = None
+        gguf_dir = extract_to if name.endswith(".gguf") else None
         try:
-            if extract_to is not None and name.endswith(".gguf"):
-                sink = open(extract_to / Path(name).name, "wb")  # noqa: SIM115
-            with zf.open(info) as member:
-                for chunk in iter_chunks(member, info.file_size, f"sha256 {name}", progress):
-                    h.update(chunk)
-                    if sink is not None:
-                        sink.write(chunk)
-        except (zipfile.BadZipFile, zlib.error, EOFError) as exc:
-            problems.append(f"{name}: corrupt in the zip ({exc})")
+            digest, size = _copy_member(zr, name, pkg, gguf_dir, progress)
+        except PackageError as exc:
+            problems.append(f"{name}: corrupt in the zip ({str(exc).removeprefix(f'{pkg}: ')})")
             continue
-        finally:
-            if sink is not None:
-                sink.close()
-        if h.hexdigest() != want["sha256"]:
-            problems.append(f"{name}: sha256 {h.hexdigest()} does not match the manifest's {want['sha256']}")
+        if digest != want["sha256"]:
+            problems.append(f"{name}: sha256 {digest} does not match the manifest's {want['sha256']}")
             continue
-        checked[name] = info.file_size
+        checked[name] = size
     if problems:
         raise PackageError(f"{pkg} failed verification: " + "; ".join(problems))
     return checked
 
 
-def _check_modelfile(zf: zipfile.ZipFile, pkg: Path, manifest: dict[str, Any]) -> tuple[Modelfile, str]:
-    if MODELFILE not in manifest["files"]:
+def _check_modelfile(zr: ZipReader, pkg: Path, manifest: dict[str, Any]) -> tuple[Modelfile, str]:
+    m = zr.member(MODELFILE)
+    if MODELFILE not in manifest["files"] or m is None:
         raise PackageError(f"{pkg}: {MODELFILE} is not listed in {MANIFEST}")
     try:
-        mf = parse_modelfile(zf.read(MODELFILE).decode("utf-8"), name=MODELFILE)
+        mf = parse_modelfile(zr.read_all(m, limit=TEXT_MAX_BYTES).decode("utf-8"), name=MODELFILE)
     except UnicodeDecodeError as exc:
         raise PackageError(f"{pkg}: {MODELFILE} is not UTF-8") from exc
     target = mf.from_[2:] if mf.from_.startswith("./") else mf.from_
@@ -228,47 +261,44 @@ def verify_package(
     pkg = Path(package)
     if max_tokens < 1:
         raise PackageError(f"max_tokens must be at least 1, got {max_tokens}")
-    if not pkg.is_file():
-        raise PackageError(f"{pkg}: package not found")
     result = VerifyResult(pkg)
+    fd = open_regular(pkg, "package", PackageError)
     try:
-        zf = zipfile.ZipFile(pkg)
-    except (zipfile.BadZipFile, OSError) as exc:
-        raise PackageError(f"{pkg}: not a readable zip file: {exc}") from exc
-    workdir = Path(tempfile.mkdtemp(prefix="pocketquant-verify-", dir=tmp_dir)) if load_model else None
-    try:
-        with zf:
-            for info in zf.infolist():
-                p = Path(info.filename)
-                if p.is_absolute() or ".." in p.parts or len(p.parts) != 1:
-                    raise PackageError(f"{pkg}: {info.filename}: unsafe or nested member path")
-            manifest = _read_manifest(zf, pkg)
-            result.checks.append(f"{MANIFEST} intact")
-            result.files = _check_members(zf, pkg, manifest, workdir, progress)
+        zr = open_zip(fd, pkg)
+        manifest = _read_manifest(zr, pkg)
+        result.checks.append(f"{MANIFEST} intact")
+        with contextlib.ExitStack() as stack:
+            workdir = None
+            if load_model:
+                # beside a fixed name in the temp dir: a killed run's leftovers are swept next time
+                base = Path(tmp_dir) if tmp_dir is not None else Path(tempfile.gettempdir())
+                if not base.is_dir():
+                    raise OutputError(f"{base}: --tmp-dir is not a directory")
+                workdir = stack.enter_context(scratch_dir(base / "pocketquant-verify"))
+            result.files = _check_members(zr, pkg, manifest, workdir, progress)
             for name, size in result.files.items():
                 log(f"  ok {name} ({size:,} bytes, sha256 matches)")
             result.checks.append(f"{len(result.files)} files match {MANIFEST}")
-            mf, member = _check_modelfile(zf, pkg, manifest)
+            mf, member = _check_modelfile(zr, pkg, manifest)
             result.prompt = _render_prompt(mf, pkg)
             result.checks.append(f"{MODELFILE} FROM ./{member}, TEMPLATE renders")
             log(
                 f"  ok {MODELFILE}: FROM ./{member}, TEMPLATE renders a {len(result.prompt)}-character prompt"
             )
-        if workdir is not None:
-            info = manifest.get("modelfile") or {}
-            derived = info.get("template_source") == "gguf" and info.get("template_family") is not None
-            _run_model(
-                workdir / member,
-                mf,
-                result.prompt,
-                pkg,
-                member,
-                max_tokens,
-                result,
-                log,
-                derived_from_gguf=derived,
-            )
+            if workdir is not None:
+                info = manifest.get("modelfile") or {}
+                derived = info.get("template_source") == "gguf" and info.get("template_family") is not None
+                _run_model(
+                    workdir / member,
+                    mf,
+                    result.prompt,
+                    pkg,
+                    member,
+                    max_tokens,
+                    result,
+                    log,
+                    derived_from_gguf=derived,
+                )
     finally:
-        if workdir is not None:
-            shutil.rmtree(workdir, ignore_errors=True)
+        os.close(fd)
     return result

@@ -1,11 +1,13 @@
 """Quantize a GGUF file the way llama-quantize does, streaming one tensor (slab of rows) at a time.
 
-Memory stays bounded: the input is memory-mapped, each tensor is converted in slabs of rows, pages
-we are done with are dropped from our mapping, and the output is written as we go.
+Memory stays bounded: each tensor is read (pread, into one reused buffer) and converted in slabs of
+rows, and the output is written as we go. Reading instead of memory-mapping makes an input that is
+truncated under us an error message rather than a SIGBUS.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import time
 from collections.abc import Sequence
@@ -15,11 +17,13 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
+from pocketquant.atomic import refuse_overwriting_inputs
 from pocketquant.errors import ImatrixError, QuantizationError
 from pocketquant.gguf_file import KV, GGMLType, GGUFFile, GGUFWriter, TensorInfo, create_gguf, tensor_nbytes
+from pocketquant.hparams_check import check_gguf_hparams
 from pocketquant.imatrix import Imatrix, load_imatrix
 from pocketquant.quantize import codec
-from pocketquant.quantize.ftypes import FType, is_quantized, parse_ftype, parse_tensor_type
+from pocketquant.quantize.ftypes import TENSOR_TYPES, FType, is_quantized, parse_ftype, parse_tensor_type
 from pocketquant.quantize.policy import (
     Category,
     ModelInfo,
@@ -31,7 +35,9 @@ from pocketquant.quantize.policy import (
 
 QUANTIZATION_VERSION = 2  # GGML_QNT_VERSION
 SPLIT_KEYS = ("split.no", "split.count", "split.tensors.count")
-SLAB_FLOATS = 1 << 24  # rows per step: at most 64 MiB of float32
+SLAB_FLOATS = 1 << 21  # rows per step: at most 8 MiB of float32 (read buffer stays in cache)
+# source types the kernel (and the F32/F16/BF16 bit conversions) can turn into float32
+READABLE_TYPES = frozenset(TENSOR_TYPES.values())
 
 
 @dataclass(frozen=True)
@@ -90,7 +96,7 @@ class QuantizeReport:
             note = " (fallback)" if t.fallback else ""
             rows.append(
                 (
-                    t.name,
+                    printable_name(t.name),
                     "x".join(map(str, t.shape)),
                     f"{t.src_type.name} -> {t.dst_type.name}{note}",
                     f"{t.dst_nbytes:,}",
@@ -112,6 +118,12 @@ class QuantizeReport:
                 f"{self.n_fallback} of {len(self.tensors)} tensors needed a fallback type (row length)"
             )
         return "\n".join(lines)
+
+
+def printable_name(name: str) -> str:
+    """A tensor name for a terminal: bytes that were not UTF-8 in the file (kept as surrogates by
+    the reader) shown as \\xNN escapes."""
+    return name.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
 
 
 class _CountingSink:
@@ -207,10 +219,20 @@ def plan_quantization(
     plans: list[TensorPlan] = []
     weights: dict[str, np.ndarray] = {}
     for t in tensors:
+        if t.n_elements == 0:
+            raise QuantizationError(
+                f"{src.path}: tensor {t.name!r} has no elements (shape {list(t.shape)}); "
+                "llama.cpp cannot use an empty tensor"
+            )
         choice = policy.choose(t)
         dst = choice.type
         used = False
         if dst != t.type:
+            if t.type not in READABLE_TYPES:
+                raise QuantizationError(
+                    f"{src.path}: tensor {t.name!r} has type {t.type.name}, which pocketquant cannot "
+                    f"convert to {dst.name} (readable: {', '.join(TENSOR_TYPES)})"
+                )
             if is_quantized(t.type) and not allow_requantize:
                 raise QuantizationError(
                     f"{src.path}: tensor {t.name!r} is already quantized ({t.type.name}); "
@@ -237,32 +259,52 @@ def _check_finite(x: np.ndarray, name: str, path: Path, first_row: int) -> None:
         raise QuantizationError(f"{path}: tensor {name!r} contains NaN or Inf (first in row {bad})")
 
 
+def _slab_rows(t: TensorInfo) -> int:
+    return max(1, SLAB_FLOATS // max(t.ne(0), 1))
+
+
+def _slab_buffer(tensors: Sequence[TensorInfo]) -> np.ndarray:
+    """One read buffer for every slab of every tensor (no allocation per slab)."""
+    need = 0
+    for t in tensors:
+        if t.n_rows:
+            need = max(need, min(_slab_rows(t), t.n_rows) * (t.nbytes // t.n_rows))
+    return np.empty(need, dtype=np.uint8)
+
+
 def _stream_tensor(
     src: GGUFFile,
     t: TensorInfo,
     plan: TensorPlan,
-    w: GGUFWriter,
+    w: GGUFWriter | None,
     imatrix: np.ndarray | None,
     threads: int | None,
     bar: tqdm,
+    buf: np.ndarray,
 ) -> None:
+    """Read tensor t slab by slab (pread: a file truncated under us is an error, not SIGBUS), check
+    that its values are finite, convert it as planned and write it to w (w None: a dry run, which
+    checks only)."""
     n_per_row = t.ne(0)
     rows_total = t.n_rows
     row_bytes = t.nbytes // rows_total if rows_total else 0
     rows_per_expert = t.ne(1)
-    slab = max(1, SLAB_FLOATS // max(n_per_row, 1))
+    slab = _slab_rows(t)
     convert = plan.converted
     check = convert or t.type in (GGMLType.F32, GGMLType.F16, GGMLType.BF16)
+    if w is None and not check:
+        bar.update(t.nbytes)
+        return
     r = 0
     while r < rows_total:
         # slabs never straddle two experts, so each has one importance vector
         n = min(slab, rows_total - r, rows_per_expert - r % rows_per_expert)
         a, b = r * row_bytes, (r + n) * row_bytes
-        raw = src.tensor_data(t, a, b)
+        raw = src.read_tensor(t, a, b, out=buf)
         if check:
             x = codec.to_float32(raw, t.type, n_per_row, threads)
             _check_finite(x, t.name, src.path, r)
-        if convert:
+        if w is not None and convert:
             iw = None
             if imatrix is not None:
                 e = r // rows_per_expert
@@ -270,15 +312,14 @@ def _stream_tensor(
             out = codec.from_float32(x, plan.dst_type, iw, threads)
             w.write(out)
             del out
-        else:
+        elif w is not None:
             w.write(raw)
         del raw
         if check:
             del x
-        src.release(t, a, b)
         bar.update(b - a)
         r += n
-    if rows_total == 0:
+    if rows_total == 0 and w is not None:
         w.write(b"")
 
 
@@ -310,9 +351,12 @@ def quantize_gguf(
     ott = parse_tensor_type(output_tensor_type, "--output-tensor-type") if output_tensor_type else None
     tet = parse_tensor_type(token_embedding_type, "--token-embedding-type") if token_embedding_type else None
     overrides = [_parse_override(o) for o in tensor_types]
-    im = _as_imatrix(imatrix)
     src_path = Path(src)
+    if not dry_run and dst is not None:
+        refuse_overwriting_inputs(dst, [src_path, None if isinstance(imatrix, Imatrix) else imatrix])
+    im = _as_imatrix(imatrix)
     with GGUFFile(src_path) as f:
+        check_gguf_hparams(f.kv, [t.name for t in f.tensors], f.path)
         tensors, plans, weights, n_fallback = plan_quantization(
             f,
             ft,
@@ -338,26 +382,25 @@ def quantize_gguf(
             n_elements=sum(t.n_elements for t in tensors),
             imatrix=im.path if im else None,
         )
-        if dry_run:
-            report.seconds = time.perf_counter() - t0
-            return report
-        if dst is None:
+        if dst is None and not dry_run:
             raise QuantizationError("no output path given")
         total = sum(t.nbytes for t in tensors)
-        with (
-            create_gguf(dst, kvs, out_tensors) as w,
-            tqdm(
-                total=total,
-                unit="B",
-                unit_scale=True,
-                desc=f"quantize {ft.name}",
-                disable=not progress,
-                mininterval=0.5,
-            ) as bar,
-        ):
+        buf = _slab_buffer(tensors)
+        bar = tqdm(
+            total=total,
+            unit="B",
+            unit_scale=True,
+            desc=f"{'check' if dry_run else 'quantize'} {ft.name}",
+            disable=not progress,
+            mininterval=0.5,
+        )
+        with contextlib.ExitStack() as stack:
+            stack.enter_context(bar)
+            # a dry run reads and checks every value too: it fails where the real run would
+            w = None if dry_run else stack.enter_context(create_gguf(dst, kvs, out_tensors))
             for t, p in zip(tensors, plans, strict=True):
-                bar.set_postfix_str(t.name, refresh=False)
-                _stream_tensor(f, t, p, w, weights.get(t.name), threads, bar)
+                bar.set_postfix_str(printable_name(t.name), refresh=False)
+                _stream_tensor(f, t, p, w, weights.get(t.name), threads, bar, buf)
     report.seconds = time.perf_counter() - t0
     return report
 
