@@ -175,9 +175,15 @@ def refuse_overwriting_inputs(
             )
 
 
-def _check_target(target: Path, directory: bool) -> None:
-    if not directory and target.is_dir():
+def refuse_directory_output(target: Path) -> None:
+    """OutputError when a file output's path is an existing directory."""
+    if target.is_dir():
         raise OutputError(f"{target}: is a directory; give a file path for the output")
+
+
+def _check_target(target: Path, directory: bool) -> None:
+    if not directory:
+        refuse_directory_output(target)
 
 
 def _create_temp(target: Path, directory: bool) -> tuple[Path, list[Path]]:

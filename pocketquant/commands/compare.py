@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -57,8 +58,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from pocketquant.atomic import refuse_directory_output
     from pocketquant.compare import compare
 
+    if args.html:  # refused before any work, like every other output
+        refuse_directory_output(Path(args.html))
     result = compare(args.sources, repo=args.repo, include_base=args.include_base, pairs=args.pair)
     print(result.csv() if args.csv else result.markdown(), end="", flush=True)
     if args.html:

@@ -18,6 +18,7 @@ import yaml
 from pocketquant.compare.rows import Run
 from pocketquant.errors import EvaluationError
 from pocketquant.evaluate.metrics import read_token_scores, token_scores_path
+from pocketquant.inputs import refuse_special_files
 
 # The pipeline's layout (dvc.yaml: evaluate and evaluate_base write these).
 VARIANT_METRICS = "metrics/variant.json"
@@ -180,6 +181,7 @@ def runs_from_file(path: Path) -> tuple[list[Run], list[str]]:
 def collect_runs(sources: list[str], repo: Path) -> tuple[list[Run], list[str]]:
     """Runs of the given sources (files, experiment names, revisions, "workspace"); with none, the
     workspace and every experiment of its baseline."""
+    refuse_special_files(sources)  # a FIFO named as a metrics file must not hang us
     if not sources:
         root = git_root(repo)
         return runs_from_exp_show(dvc_exp_show(root), root)
