@@ -32,8 +32,11 @@ STAGES_DIR = "stages"
 DATA_DIR = f"{PACKAGE}/data"
 # Compiled extension modules -> the sources they are built from (setup.py's Extension list).
 EXTENSION_SOURCES: dict[str, tuple[str, ...]] = {f"{PACKAGE}._quants": ("kernels",)}
+# The locked environment: every stage's output may change with a library version (and the package
+# manifest records them), so every stage depends on the lock (scripts/lock.sh, docs/pipeline.md).
+ENVIRONMENT = ("requirements.lock",)
 # Top-level paths whose files are code; any other dependency in dvc.yaml is data and is kept as is.
-CODE_ROOTS = (PACKAGE, STAGES_DIR, "kernels")
+CODE_ROOTS = (PACKAGE, STAGES_DIR, "kernels", *ENVIRONMENT)
 # Build leftovers DVC does not hash (.dvcignore): not part of a code directory.
 IGNORED_SUFFIXES = (".pyc", ".so", ".c", ".html")
 _SCRIPT = re.compile(r"\bpython3?\s+(\S+\.py)\b")
@@ -192,7 +195,8 @@ def code_deps(repo: str | Path, stages: dict) -> dict[str, list[str]]:
     for name, stage in stages.items():
         script = stage_script(stage.get("cmd", ""))
         if script is not None:
-            out[name] = sorted(collapse(repo, graph.closure(script)), key=lambda p: (p != script, p))
+            files = collapse(repo, graph.closure(script)) + list(ENVIRONMENT)
+            out[name] = sorted(files, key=lambda p: (p != script, p))
     return out
 
 

@@ -15,6 +15,7 @@ from pathlib import Path
 
 from pocketquant.atomic import atomic_path
 from pocketquant.errors import EvaluationError
+from pocketquant.provenance import measurement_provenance
 
 
 def _round(value: object) -> object:
@@ -47,6 +48,8 @@ def build_metrics(
     for key, block in (("quality", quality), ("speed", speed), ("mc", mc)):
         if block is not None:
             out[key] = block
+    # code commit, libraries, CPU and threads these numbers were measured with (docs/pipeline.md)
+    out["provenance"] = measurement_provenance(threads=(speed or {}).get("threads"))
     return out
 
 
