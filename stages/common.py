@@ -14,13 +14,14 @@ from typing import Any
 import yaml
 
 from pocketquant.errors import PocketquantError
+from pocketquant.params_trace import traced
 
 PARAMS_FILE = Path("params.yaml")
 
 
 def load_params(path: Path = PARAMS_FILE) -> dict[str, Any]:
     with open(path, encoding="utf-8") as f:
-        return yaml.safe_load(f)
+        return traced(yaml.safe_load(f))  # records the keys read, for tests (pocketquant.params_trace)
 
 
 def threads(n: int | None) -> int | None:

@@ -119,7 +119,11 @@ def test_eval_only_change_reruns_only_evaluation(ws: Workspace) -> None:
     r = dvc(ws.repo, "exp", "run", "--temp", "-S", "eval.max_new_tokens=4", timeout=900)
     TIMINGS["eval_only_exp"] = r.seconds
     # package re-runs only if the variant's metrics changed (its manifest embeds them).
-    assert {"evaluate_base", "evaluate"} <= r.ran <= {"evaluate_base", "evaluate", "package", "report"}, r.out
+    assert (
+        {"evaluate_base", "evaluate"}
+        <= r.ran
+        <= {"check_params", "evaluate_base", "evaluate", "package", "report"}
+    ), r.out
     for stage in ("acquire", "convert", "calibrate", "quantize", "reference"):
         assert f"Stage '{stage}' didn't change" in r.out or f"Stage '{stage}' is cached" in r.out
 
@@ -175,7 +179,7 @@ def test_failing_stage_keeps_earlier_outputs_and_writes_nothing_half(ws: Workspa
     r = dvc(repo, "repro", check=False)
     assert r.returncode != 0
     assert "stage quantize: error:" in r.out and "Q9_BOGUS" in r.out, r.out
-    assert r.ran == {"quantize"}
+    assert r.ran == {"check_params", "quantize"}
     # Upstream outputs (and the cache they link to) are untouched; the failed output is absent.
     assert {p: md5(p) for p in lock_md5} == lock_md5
     assert not (repo / "artifacts" / "variant").exists()
