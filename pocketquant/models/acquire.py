@@ -200,10 +200,6 @@ def _fix_embedded_tokenizer(tokenizer, gguf_path: Path) -> None:  # noqa: ANN001
         )
 
 
-_SCALAR_SIZES = {0: 1, 1: 1, 2: 2, 3: 2, 4: 4, 5: 4, 6: 4, 7: 1, 10: 8, 11: 8, 12: 8}
-_STRING, _ARRAY = 8, 9
-
-
 def gguf_string_fields(path: Path, keys: tuple[str, ...]) -> dict[str, str]:
     """Read a few string KVs from a GGUF header without parsing the whole vocabulary.
 
@@ -211,6 +207,9 @@ def gguf_string_fields(path: Path, keys: tuple[str, ...]) -> dict[str, str]:
     here); skipping over them by length takes milliseconds."""
     import struct
 
+    from pocketquant.gguf_file import GGUFValueType, value_size
+
+    _STRING, _ARRAY = GGUFValueType.STRING, GGUFValueType.ARRAY
     found: dict[str, str] = {}
     with open(path, "rb") as f:
         magic, _version, _n_tensors, n_kv = struct.unpack("<4sIQQ", f.read(24))
@@ -227,13 +226,13 @@ def gguf_string_fields(path: Path, keys: tuple[str, ...]) -> dict[str, str]:
                 f.seek(n, 1)
             elif vtype == _ARRAY:
                 etype, count = struct.unpack("<IQ", f.read(12))
-                if etype in _SCALAR_SIZES:
-                    f.seek(_SCALAR_SIZES[etype] * count, 1)
-                else:
+                if etype in (_STRING, _ARRAY):
                     for _ in range(count):
                         skip(etype)
+                else:
+                    f.seek(value_size(etype) * count, 1)
             else:
-                f.seek(_SCALAR_SIZES[vtype], 1)
+                f.seek(value_size(vtype), 1)
 
         for _ in range(n_kv):
             key = read_str().decode("utf-8")
