@@ -1,7 +1,7 @@
 """Reproducible by construction, end to end with real DVC, git, models and llama.cpp (eval=smoke).
 
-One committing clone runs the pipeline, commits dvc.lock + metrics (as the lead does) and pushes
-to a shared local remote with the run-cache. Then:
+The committed baseline run of conftest.py (a clone ran `dvc repro` and committed dvc.lock + metrics,
+as the lead does) is pushed to a shared local remote with the run-cache. Then:
 - a fresh clone with an empty cache recomputes every stage whose inputs reproduce and ends with
   `git status --porcelain` empty: dvc.lock, metrics and the package zip byte-identical;
 - a second environment (its own venv: the locked distributions, pocketquant from its own clone)
@@ -26,7 +26,8 @@ import yaml
 from pocketquant.params_trace import covered_by
 from pocketquant.pipeline_deps import stage_script
 
-from .dvcrepo import REPO, STAGES, cached_outputs, clone, compose_params, dvc, git, md5, run
+from .conftest import Baseline
+from .dvcrepo import REPO, cached_outputs, clone, dvc, git, md5, run
 
 pytestmark = pytest.mark.slow
 pytest.importorskip("dvc")
@@ -41,27 +42,22 @@ RECOMPUTED = {"check_params", "acquire", "convert", "calibrate", "quantize", "re
 @dataclass
 class Committed:
     root: Path
-    repo: Path  # the committing clone, after `dvc repro` + commit + push
-    remote: Path
-    trace: Path  # params keys read by each stage script (pocketquant.params_trace)
+    repo: Path  # a clone of the committed baseline run (conftest.py), outputs checked out, pushed
+    remote: Path  # the shared remote it pushed to, with the run-cache
+    trace: Path  # params keys read by each stage script in the baseline run
 
 
 @pytest.fixture(scope="module")
-def committed(tmp_path_factory: pytest.TempPathFactory) -> Committed:
-    root = tmp_path_factory.mktemp("repro")
-    repo = clone(REPO, root / "a", root / "cache-a", root / "remote")
-    config = repo / "conf" / "config.yaml"
-    config.write_text(config.read_text().replace("  - eval: default\n", "  - eval: smoke\n"))
-    compose_params(repo)
-    git(repo, "commit", "--quiet", "-am", "tests: evaluate with eval=smoke")
-    trace = root / "trace"
-    r = dvc(repo, "repro", timeout=1500, POCKETQUANT_PARAMS_TRACE=str(trace))
-    assert r.ran == set(STAGES), r.out[-3000:]
-    git(repo, "add", "-A")
-    git(repo, "commit", "--quiet", "-m", "results")
-    assert git(repo, "status", "--porcelain").out == ""
+def committed(baseline: Baseline) -> Committed:
+    root = baseline.root / "repro"
+    root.mkdir()
+    # the baseline commit, its outputs linked from the baseline's cache (nothing recomputed)
+    repo = clone(baseline.repo, root / "a", baseline.cache, root / "remote")
+    assert git(repo, "rev-parse", "HEAD").out == git(baseline.repo, "rev-parse", baseline.tag).out
+    dvc(repo, "checkout")
+    assert "up to date" in dvc(repo, "status").out
     dvc(repo, "push", "--run-cache")
-    return Committed(root, repo, root / "remote", trace)
+    return Committed(root, repo, root / "remote", baseline.trace)
 
 
 def test_a_stage_reads_only_the_params_it_lists(committed: Committed) -> None:
@@ -99,6 +95,7 @@ def test_fresh_clone_reproduces_dvc_lock_metrics_and_package(committed: Committe
     assert "transformers_version" not in config and "dtype" in config
     status = git(fresh, "status", "--porcelain").out
     assert status == "", f"a fresh clone's `dvc repro` changed tracked files:\n{status}"
+    assert "up to date" in dvc(fresh, "status").out
     for src in cached_outputs(committed.repo):  # the package zip among them
         assert md5(fresh / src.relative_to(committed.repo)) == md5(src), src
     manifest = json.loads(
