@@ -34,6 +34,7 @@ from pathlib import Path
 from typing import Any
 
 from pocketquant import __version__
+from pocketquant.cpu_isa import SWITCH
 
 # Libraries whose versions decide the bytes or the numbers pocketquant produces.
 LIBRARIES = ("torch", "transformers", "bitsandbytes", "gguf", "llama-cpp-python", "numpy", "tokenizers")
@@ -162,6 +163,13 @@ def script_code(script: str | os.PathLike[str] | None) -> dict[str, Any]:
     return code_commit(stage_code(script, top), top)
 
 
+def torch_isa() -> str:
+    """The instruction set torch was pinned to (pocketquant.cpu_isa), or "native"."""
+    if os.environ.get(SWITCH, "").lower() == "native":
+        return "native"
+    return os.environ.get("ATEN_CPU_CAPABILITY", "native")
+
+
 def build_provenance(script: str | os.PathLike[str] | None = None) -> dict:
     """What a built artifact records: identical in every clone of one commit on one platform.
     `script`: the stage script whose code commit to record (default: the running script)."""
@@ -170,12 +178,16 @@ def build_provenance(script: str | os.PathLike[str] | None = None) -> dict:
         "code": script_code(script if script is not None else sys.argv[0]),
         "libraries": library_versions(),
         "platform": f"{platform.system().lower()}-{platform.machine().lower()}",
+        "torch_isa": torch_isa(),
     }
 
 
 def measurement_provenance(threads: int | None = None, script: str | os.PathLike[str] | None = None) -> dict:
     """What a measurement records: build_provenance plus the machine and threads it ran with."""
-    return {**build_provenance(script), "cpu": cpu_info(), "threads": threads}
+    torch_isa = (
+        os.environ.get("ATEN_CPU_CAPABILITY", "native") if os.environ.get(SWITCH) != "native" else "native"
+    )
+    return {**build_provenance(script), "cpu": {**cpu_info(), "torch_isa": torch_isa}, "threads": threads}
 
 
 def commit_label(code: dict[str, Any]) -> str | None:

@@ -62,7 +62,8 @@ def test_outside_git_records_no_commit(tmp_path: Path) -> None:
 
 def test_build_provenance_is_machine_independent_and_measurement_adds_the_machine() -> None:
     b = build_provenance(REPO / "stages" / "package.py")
-    assert set(b) == {"pocketquant", "code", "libraries", "platform"}
+    assert set(b) == {"pocketquant", "code", "libraries", "platform", "torch_isa"}
+    assert b["torch_isa"] == "avx2"  # pocketquant.cpu_isa pins it on import
     assert len(b["code"]["commit"]) == 40
     libs = b["libraries"]
     assert libs["torch"] and libs["transformers"] and libs["gguf"] and libs["llama-cpp-python"]
@@ -84,3 +85,16 @@ def test_cpu_info_reads_model_and_simd_flags() -> None:
     )
     info = cpu_info(text)
     assert info["model"] == "Some CPU" and info["simd"] == "sse4_2,avx2,fma,avx512f,avx512_bf16,amx_tile"
+
+
+def test_torch_isa_is_pinned_unless_native_is_asked_for() -> None:
+    from pocketquant.cpu_isa import TORCH_ISA_ENV, pin_torch_isa
+
+    env: dict[str, str] = {}
+    assert pin_torch_isa(env) == "avx2" and env == TORCH_ISA_ENV
+    env = {"ATEN_CPU_CAPABILITY": "avx512"}  # the user's choice wins
+    assert pin_torch_isa(env) == "avx512" and env["MKL_ENABLE_INSTRUCTIONS"] == "AVX2"
+    env = {"POCKETQUANT_TORCH_ISA": "native"}
+    assert pin_torch_isa(env) == "native" and "ATEN_CPU_CAPABILITY" not in env
+    torch = __import__("pytest").importorskip("torch")
+    assert torch.backends.cpu.get_cpu_capability() in ("AVX2", "DEFAULT")  # pinned in this process
