@@ -9,4 +9,10 @@ import os
 # an explicit OMP_WAIT_POLICY from the user wins.
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
+# torch computes with AVX2 on every x86-64 CPU, so its outputs (the base reference, calibration,
+# NF4) are the same bytes on every machine (pocketquant/cpu_isa.py; POCKETQUANT_TORCH_ISA=native).
+from pocketquant.cpu_isa import pin_torch_isa  # noqa: E402
+
+pin_torch_isa()
+
 __version__ = "0.1.0"

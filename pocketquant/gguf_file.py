@@ -80,8 +80,17 @@ def _decode_str(b: bytes) -> str:
 
 
 def type_size(t: GGMLType) -> tuple[int, int]:
-    """(block size in elements, bytes per block) of a ggml type."""
+    """(block size in elements, bytes per block) of a ggml type: the one table of them all
+    (gguf's GGML_QUANT_SIZES); the kernel's own copy is checked against it in tests/kernel."""
     return GGML_QUANT_SIZES[GGMLType(t)]
+
+
+def value_size(t: GGUFValueType) -> int:
+    """Bytes of one fixed-size GGUF metadata value (ValueError for STRING and ARRAY)."""
+    try:
+        return _NP_DTYPE[GGUFValueType(t)].itemsize
+    except KeyError:
+        raise ValueError(f"GGUF value type {GGUFValueType(t).name} has no fixed size") from None
 
 
 def ggml_type_from_name(name: str) -> GGMLType:

@@ -14,6 +14,7 @@ from gguf import GGMLQuantizationType as QType
 
 from pocketquant import _quants
 from pocketquant.errors import QuantizationError
+from pocketquant.gguf_file import type_size
 
 __all__ = [
     "QType",
@@ -79,14 +80,14 @@ def _valid_names() -> str:
 
 
 def block_info(qtype: QType | int | str) -> tuple[int, int]:
-    """(elements per block, bytes per block)."""
-    return _quants.BLOCK_INFO[int(parse_qtype(qtype))]
+    """(elements per block, bytes per block), from the gguf package's table (gguf_file.type_size)."""
+    return type_size(parse_qtype(qtype))
 
 
 def row_nbytes(qtype: QType | int | str, n_per_row: int) -> int:
     """Bytes of one encoded row of n_per_row values (which must be a whole number of blocks)."""
     t = parse_qtype(qtype)
-    blck, size = _quants.BLOCK_INFO[int(t)]
+    blck, size = type_size(t)
     if n_per_row % blck != 0:
         raise KernelInputError(f"row length {n_per_row} is not a multiple of the {t.name} block size {blck}")
     return n_per_row // blck * size

@@ -16,13 +16,15 @@ from typing import Any
 from pocketquant.failures import debug_requested, run_reporting
 from pocketquant.inputs import refuse_special_files
 from pocketquant.params_file import load_params_file
+from pocketquant.params_trace import traced
 
 PARAMS_FILE = Path("params.yaml")
 
 
 def load_params(path: Path = PARAMS_FILE) -> dict[str, Any]:
-    """params.yaml; a missing key is a ConfigError naming it (pocketquant.params_file)."""
-    return load_params_file(path)
+    """params.yaml; a missing key is a ConfigError naming it (pocketquant.params_file). Reads are
+    recorded for tests when tracing is on (pocketquant.params_trace)."""
+    return traced(load_params_file(path))
 
 
 def threads(n: int | None) -> int | None:

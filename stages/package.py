@@ -14,7 +14,8 @@ from common import load_params, run, variant_label, variant_path
 
 from pocketquant.atomic import atomic_path
 from pocketquant.inputs import read_json_object
-from pocketquant.package.build import build_package, head_commit, slug
+from pocketquant.package.build import build_package, slug
+from pocketquant.provenance import build_provenance, commit_label
 
 
 def main() -> None:
@@ -26,6 +27,8 @@ def main() -> None:
     p = load_params()
     model, scheme, pkg = p["model"]["name"], variant_label(p["quant"]), p["package"]
     variant = variant_path(Path(args.variant))
+    # the commit of this stage's code, not HEAD (HEAD moves when dvc.lock is committed)
+    provenance = build_provenance(__file__)
     with atomic_path(args.out, directory=True) as tmp:
         if variant.suffix != ".gguf":
             (tmp / "NOT_PACKAGED.txt").write_text(
@@ -46,7 +49,8 @@ def main() -> None:
             num_ctx=pkg["num_ctx"],
             extra_parameters={"temperature": pkg["temperature"]},
             unknown_template=pkg["unknown_template"],
-            git_commit=head_commit(),
+            git_commit=commit_label(provenance["code"]),
+            provenance=provenance,
         )
 
 

@@ -53,20 +53,18 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from pocketquant.quantize import quantize_gguf
+    from pocketquant.quantize import QuantizeOptions, quantize_gguf
 
+    # the flags are named like QuantizeOptions' fields (--tensor-type is repeatable: tensor_types)
+    given = {**vars(args), "tensor_types": args.tensor_type}
+    options = QuantizeOptions(**{name: given[name] for name in QuantizeOptions.names()})
     report = quantize_gguf(
         args.input,
         args.output,
         args.type,
         threads=args.threads,
         imatrix=args.imatrix,
-        pure=args.pure,
-        leave_output_tensor=args.leave_output_tensor,
-        output_tensor_type=args.output_tensor_type,
-        token_embedding_type=args.token_embedding_type,
-        tensor_types=args.tensor_type,
-        allow_requantize=args.allow_requantize,
+        options=options,
         dry_run=args.dry_run,
     )
     if args.dry_run:

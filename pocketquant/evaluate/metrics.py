@@ -26,6 +26,7 @@ from pocketquant.errors import EvaluationError
 from pocketquant.evaluate.stats import TokenScores
 
 TOKENS_FORMAT = "pocketquant-token-scores-1"
+from pocketquant.provenance import measurement_provenance
 
 
 def _round(value: object) -> object:
@@ -58,6 +59,8 @@ def build_metrics(
     for key, block in (("quality", quality), ("speed", speed), ("mc", mc)):
         if block is not None:
             out[key] = block
+    # code commit, libraries, CPU and threads these numbers were measured with (docs/pipeline.md)
+    out["provenance"] = measurement_provenance(threads=(speed or {}).get("threads"))
     return out
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import importlib.metadata
 import importlib.util
+import json
 import os
 import shutil
 from dataclasses import dataclass
@@ -146,7 +147,34 @@ def acquire_embedded(name: str, out_dir: Path) -> Path:
         )
         tokenizer.name_or_path = name
         save_checkpoint(model, tokenizer, tmp)
+        drop_incidental_keys(tmp)
     return out_dir
+
+
+# Keys transformers writes that say how the files were made, not what the model is: the library
+# version (a library upgrade would change the checkpoint's bytes and the hash of everything after
+# it) and the flags the tokenizer happened to be loaded with. Nothing reads them back.
+INCIDENTAL_KEYS: dict[str, tuple[str, ...]] = {
+    "config.json": ("transformers_version",),
+    "generation_config.json": ("transformers_version",),
+    "tokenizer_config.json": ("is_local", "local_files_only"),
+}
+
+
+def drop_incidental_keys(out_dir: Path) -> None:
+    """Remove INCIDENTAL_KEYS from an acquired checkpoint's JSON files, keeping their layout
+    (sorted keys, 2-space indent, trailing newline: the files are already written that way)."""
+    for name, keys in INCIDENTAL_KEYS.items():
+        path = out_dir / name
+        if not path.is_file():
+            continue
+        data = json.loads(path.read_text(encoding="utf-8"))
+        if isinstance(data, dict) and any(k in data for k in keys):
+            for k in keys:
+                data.pop(k, None)
+            path.write_text(
+                json.dumps(data, indent=2, sort_keys=True, ensure_ascii=False) + "\n", encoding="utf-8"
+            )
 
 
 def _fix_embedded_tokenizer(tokenizer, gguf_path: Path) -> None:  # noqa: ANN001 (transformers type)
@@ -172,10 +200,6 @@ def _fix_embedded_tokenizer(tokenizer, gguf_path: Path) -> None:  # noqa: ANN001
         )
 
 
-_SCALAR_SIZES = {0: 1, 1: 1, 2: 2, 3: 2, 4: 4, 5: 4, 6: 4, 7: 1, 10: 8, 11: 8, 12: 8}
-_STRING, _ARRAY = 8, 9
-
-
 def gguf_string_fields(path: Path, keys: tuple[str, ...]) -> dict[str, str]:
     """Read a few string KVs from a GGUF header without parsing the whole vocabulary.
 
@@ -183,6 +207,9 @@ def gguf_string_fields(path: Path, keys: tuple[str, ...]) -> dict[str, str]:
     here); skipping over them by length takes milliseconds."""
     import struct
 
+    from pocketquant.gguf_file import GGUFValueType, value_size
+
+    _STRING, _ARRAY = GGUFValueType.STRING, GGUFValueType.ARRAY
     found: dict[str, str] = {}
     with open(path, "rb") as f:
         magic, _version, _n_tensors, n_kv = struct.unpack("<4sIQQ", f.read(24))
@@ -199,13 +226,13 @@ def gguf_string_fields(path: Path, keys: tuple[str, ...]) -> dict[str, str]:
                 f.seek(n, 1)
             elif vtype == _ARRAY:
                 etype, count = struct.unpack("<IQ", f.read(12))
-                if etype in _SCALAR_SIZES:
-                    f.seek(_SCALAR_SIZES[etype] * count, 1)
-                else:
+                if etype in (_STRING, _ARRAY):
                     for _ in range(count):
                         skip(etype)
+                else:
+                    f.seek(value_size(etype) * count, 1)
             else:
-                f.seek(_SCALAR_SIZES[vtype], 1)
+                f.seek(value_size(vtype), 1)
 
         for _ in range(n_kv):
             key = read_str().decode("utf-8")
@@ -245,6 +272,7 @@ def acquire_local(path: str | os.PathLike[str], out_dir: Path) -> Path:
             for name in ("tokenizer.model", "chat_template.jinja"):
                 if (src / name).is_file() and not (tmp / name).exists():
                     shutil.copyfile(src / name, tmp / name)
+        drop_incidental_keys(tmp)
     return out_dir
 
 

@@ -167,6 +167,7 @@ def build_package(
     stop: Sequence[str] | None = None,
     extra_parameters: Mapping[str, str | int | float] | None = None,
     git_commit: str | None = None,
+    provenance: Mapping[str, Any] | None = None,
     unknown_template: Literal["error", "raw"] = "error",
     gguf_name: str | None = None,
     progress: bool = True,
@@ -268,6 +269,8 @@ def build_package(
         "measured": measured,
         "tools": tool_versions(),
         "git_commit": git_commit,
+        # pocketquant.provenance.build_provenance: the same in every clone of one commit
+        "provenance": plain_json(provenance, "provenance") if provenance is not None else None,
         "warnings": warnings,
     }
     texts[MANIFEST] = seal_manifest(manifest)

@@ -2,6 +2,7 @@
 
 from pocketquant.quantize.ftypes import FTYPES, TENSOR_TYPES, FType, parse_ftype
 from pocketquant.quantize.run import (
+    QuantizeOptions,
     QuantizeReport,
     TensorPlan,
     plan_quantization,
@@ -12,6 +13,7 @@ __all__ = [
     "FTYPES",
     "TENSOR_TYPES",
     "FType",
+    "QuantizeOptions",
     "QuantizeReport",
     "TensorPlan",
     "parse_ftype",

@@ -11,7 +11,7 @@ import contextlib
 import os
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 
 import numpy as np
@@ -38,6 +38,42 @@ SPLIT_KEYS = ("split.no", "split.count", "split.tensors.count")
 SLAB_FLOATS = 1 << 21  # rows per step: at most 8 MiB of float32 (read buffer stays in cache)
 # source types the kernel (and the F32/F16/BF16 bit conversions) can turn into float32
 READABLE_TYPES = frozenset(TENSOR_TYPES.values())
+
+
+@dataclass(frozen=True)
+class QuantizeOptions:
+    """llama-quantize's options (its command-line flags), defined once: quantize_gguf, the
+    `pocketquant quantize` CLI and the llama.cpp reference in pocketquant.testing all take this."""
+
+    pure: bool = False  # --pure: every quantizable tensor gets the ftype's default type
+    leave_output_tensor: bool = False  # --leave-output-tensor: output.weight keeps its input type
+    output_tensor_type: str | GGMLType | None = None  # --output-tensor-type
+    token_embedding_type: str | GGMLType | None = None  # --token-embedding-type
+    # --tensor-type: "REGEX=TYPE" strings or (regex, type) pairs; first match wins
+    tensor_types: Sequence[str | tuple[str, str | GGMLType]] = ()
+    allow_requantize: bool = False  # --allow-requantize: accept already quantized inputs
+
+    @classmethod
+    def names(cls) -> tuple[str, ...]:
+        return tuple(f.name for f in fields(cls))
+
+    def with_changes(self, **changes: object) -> QuantizeOptions:
+        """A copy with some options changed; a TypeError names an unknown one."""
+        unknown = sorted(set(changes) - set(self.names()))
+        if unknown:
+            known = ", ".join(self.names())
+            raise TypeError(f"unknown quantize option(s) {', '.join(unknown)}; known: {known}")
+        return replace(self, **changes)  # type: ignore[arg-type]
+
+    def parsed_types(self) -> tuple[GGMLType | None, GGMLType | None, tuple[tuple[str, GGMLType], ...]]:
+        """(output tensor type, token embedding type, tensor-type overrides), checked: a bad type
+        name is a QuantizationError naming the flag."""
+        ott, tet = self.output_tensor_type, self.token_embedding_type
+        return (
+            parse_tensor_type(ott, "--output-tensor-type") if ott else None,
+            parse_tensor_type(tet, "--token-embedding-type") if tet else None,
+            tuple(_parse_override(o) for o in self.tensor_types),
+        )
 
 
 @dataclass(frozen=True)
@@ -197,24 +233,21 @@ def plan_quantization(
     ftype: FType,
     *,
     imatrix: Imatrix | None = None,
-    pure: bool = False,
-    leave_output_tensor: bool = False,
-    output_tensor_type: GGMLType | None = None,
-    token_embedding_type: GGMLType | None = None,
-    tensor_types: Sequence[tuple[str, GGMLType]] = (),
-    allow_requantize: bool = False,
+    options: QuantizeOptions = QuantizeOptions(),
 ) -> tuple[list[TensorInfo], list[TensorPlan], dict[str, np.ndarray], int]:
     """Tensors in output order, the plan per tensor, imatrix weights per tensor, fallback count."""
     tensors = tensor_order(src.tensors)
+    ott, tet, overrides = options.parsed_types()
     opts = PolicyOptions(
         ftype=ftype,
-        pure=pure,
-        quantize_output_tensor=not leave_output_tensor,
-        output_tensor_type=output_tensor_type,
-        token_embedding_type=token_embedding_type,
-        tensor_types=tuple(tensor_types),
+        pure=options.pure,
+        quantize_output_tensor=not options.leave_output_tensor,
+        output_tensor_type=ott,
+        token_embedding_type=tet,
+        tensor_types=overrides,
         has_imatrix=imatrix is not None,
     )
+    allow_requantize = options.allow_requantize
     policy = TypePolicy(ModelInfo.from_gguf(src), opts, [t.name for t in tensors])
     plans: list[TensorPlan] = []
     weights: dict[str, np.ndarray] = {}
@@ -330,27 +363,23 @@ def quantize_gguf(
     *,
     threads: int | None = None,
     imatrix: Imatrix | str | os.PathLike[str] | None = None,
-    pure: bool = False,
-    leave_output_tensor: bool = False,
-    output_tensor_type: str | GGMLType | None = None,
-    token_embedding_type: str | GGMLType | None = None,
-    tensor_types: Sequence[str | tuple[str, str | GGMLType]] = (),
-    allow_requantize: bool = False,
+    options: QuantizeOptions = QuantizeOptions(),
     dry_run: bool = False,
     progress: bool = True,
+    **option_changes: object,
 ) -> QuantizeReport:
     """Quantize GGUF `src` to `dst` with llama-quantize's ftype `ftype` (e.g. "q4_k_m").
 
-    tensor_types: "REGEX=TYPE" strings or (regex, type) pairs; the regex is lower-cased as
+    options: llama-quantize's options (QuantizeOptions); keyword arguments named like its fields
+    (pure=True, tensor_types=[...]) change them. Regexes of tensor_types are lower-cased as
     llama-quantize does. Returns the plan and sizes; with dry_run nothing is written.
     """
+    options = options.with_changes(**option_changes) if option_changes else options
     t0 = time.perf_counter()
     ft = parse_ftype(ftype)
     if threads is not None and threads < 1:
         raise QuantizationError(f"--threads must be at least 1, got {threads}")
-    ott = parse_tensor_type(output_tensor_type, "--output-tensor-type") if output_tensor_type else None
-    tet = parse_tensor_type(token_embedding_type, "--token-embedding-type") if token_embedding_type else None
-    overrides = [_parse_override(o) for o in tensor_types]
+    options.parsed_types()  # bad type names fail before any file is opened
     src_path = Path(src)
     if not dry_run and dst is not None:
         refuse_overwriting_inputs(dst, [src_path, None if isinstance(imatrix, Imatrix) else imatrix])
@@ -361,12 +390,7 @@ def quantize_gguf(
             f,
             ft,
             imatrix=im,
-            pure=pure,
-            leave_output_tensor=leave_output_tensor,
-            output_tensor_type=ott,
-            token_embedding_type=tet,
-            tensor_types=overrides,
-            allow_requantize=allow_requantize,
+            options=options,
         )
         kvs = output_metadata(f, ft, im)
         out_tensors = [TensorInfo(p.name, p.shape, p.dst_type) for p in plans]

@@ -13,27 +13,11 @@ import contextlib
 import ctypes
 import importlib.util
 import os
-from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 
-# (elements per block, bytes per block) of the types the reference is asked about
-_BLOCKS = {
-    0: (1, 4),
-    1: (1, 2),
-    30: (1, 2),
-    2: (32, 18),
-    3: (32, 20),
-    6: (32, 22),
-    7: (32, 24),
-    8: (32, 34),
-    10: (256, 84),
-    11: (256, 110),
-    12: (256, 144),
-    13: (256, 176),
-    14: (256, 210),
-}
+from pocketquant.gguf_file import GGMLType, type_size
 
 
 def lib_dir() -> Path | None:
@@ -100,8 +84,9 @@ class GGMLRef:
         if x.ndim != 2:
             raise ValueError(f"expected a 2-D array, got shape {x.shape}")
         nrows, n = x.shape
-        if t in _BLOCKS and n % _BLOCKS[t][0] != 0:
-            raise ValueError(f"row length {n} is not a multiple of block size {_BLOCKS[t][0]}")
+        blck = type_size(GGMLType(t))[0]
+        if n % blck != 0:
+            raise ValueError(f"row length {n} is not a multiple of block size {blck}")
         qw = None
         if imatrix is not None:
             qw = np.ascontiguousarray(imatrix, dtype=np.float32)
@@ -157,16 +142,13 @@ def llama_quantize(
     *,
     nthread: int = 2,
     imatrix=None,
-    pure: bool = False,
-    leave_output_tensor: bool = False,
-    output_tensor_type: str | None = None,
-    token_embedding_type: str | None = None,
-    tensor_types: Sequence[tuple[str, str]] = (),
-    allow_requantize: bool = False,
     quiet: bool = True,
+    **options: object,
 ) -> None:
     """Run llama.cpp's `llama_model_quantize` in-process, with the parameters llama-quantize's CLI
     would pass for the same options (including the quantize.imatrix.* KV overrides it adds).
+
+    options: pocketquant.quantize.QuantizeOptions fields (pure=True, tensor_types=[(regex, type)]).
 
     imatrix: a pocketquant.imatrix.Imatrix (or a path); its normalized values are passed as the
     `imatrix` array of llama_model_quantize_params, exactly what llama-quantize builds.
@@ -174,7 +156,12 @@ def llama_quantize(
     from pocketquant.gguf_file import ggml_type_from_name
     from pocketquant.imatrix import Imatrix, load_imatrix
     from pocketquant.quantize.ftypes import parse_ftype
+    from pocketquant.quantize.run import QuantizeOptions
 
+    o = QuantizeOptions().with_changes(**options)
+    pure, leave_output_tensor, allow_requantize = o.pure, o.leave_output_tensor, o.allow_requantize
+    output_tensor_type, token_embedding_type = o.output_tensor_type, o.token_embedding_type
+    tensor_types = [tuple(t.split("=", 1)) if isinstance(t, str) else t for t in o.tensor_types]
     L = _llama_api()
     ft = parse_ftype(ftype)
     params = L.llama_model_quantize_default_params()
@@ -183,17 +170,21 @@ def llama_quantize(
     params.allow_requantize = allow_requantize
     params.quantize_output_tensor = not leave_output_tensor
     params.pure = pure
+
+    def type_id(t: object) -> int:
+        return int(t) if isinstance(t, GGMLType) else int(ggml_type_from_name(str(t)))
+
     if output_tensor_type:
-        params.output_tensor_type = int(ggml_type_from_name(output_tensor_type))
+        params.output_tensor_type = type_id(output_tensor_type)
     if token_embedding_type:
-        params.token_embedding_type = int(ggml_type_from_name(token_embedding_type))
+        params.token_embedding_type = type_id(token_embedding_type)
 
     keep: list = []  # ctypes buffers that must outlive the call
     if tensor_types:
         arr = (L.llama_model_tensor_override * (len(tensor_types) + 1))()
         for i, (pattern, tname) in enumerate(tensor_types):
             arr[i].pattern = pattern.lower().encode()
-            arr[i].type = int(ggml_type_from_name(tname))
+            arr[i].type = type_id(tname)
         arr[len(tensor_types)].pattern = None
         arr[len(tensor_types)].type = 0
         params.tt_overrides = ctypes.cast(arr, ctypes.POINTER(L.llama_model_tensor_override))

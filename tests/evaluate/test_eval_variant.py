@@ -53,7 +53,8 @@ def test_evaluate_variant_writes_flat_metrics_and_generations(
         progress=False,
     )
     on_disk = json.loads((tmp_path / "metrics" / "base.json").read_text())
-    assert on_disk["variant"] == "base" and set(on_disk) == {"variant", "size", "quality", "speed", "mc"}
+    assert on_disk["variant"] == "base"
+    assert set(on_disk) == {"variant", "size", "quality", "speed", "mc", "provenance"}
     assert on_disk["quality"]["kld_mean"] == pytest.approx(0.0, abs=1e-6)
     assert on_disk["quality"]["ppl"] == pytest.approx(m["quality"]["ppl"], rel=1e-5)
     assert on_disk["size"]["bpw"] > 32  # float32 checkpoint

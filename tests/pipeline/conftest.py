@@ -1,4 +1,6 @@
-"""Fixtures of the pipeline tests: a real OpenSSH server on 127.0.0.1 for the SSH remote test."""
+"""Fixtures of the pipeline tests: the committed eval=smoke baseline run that test_pipeline.py and
+test_reproducible.py share (one full `dvc repro` for both), and a real OpenSSH server on 127.0.0.1
+for the SSH remote test."""
 
 from __future__ import annotations
 
@@ -14,7 +16,41 @@ from pathlib import Path
 
 import pytest
 
+from .dvcrepo import REPO, Result, clone, compose_params, dvc, git
+
 SSHD = Path("/usr/sbin/sshd")
+
+
+@dataclass
+class Baseline:
+    root: Path
+    repo: Path  # a clone of this checkout that ran `dvc repro` (eval=smoke) and committed the results
+    cache: Path  # its DVC cache
+    remote: Path  # its default (local directory) remote, empty until a test pushes
+    trace: Path  # params keys each stage script read in that run (pocketquant.params_trace)
+    run: Result  # that `dvc repro`
+    tag: str = "baseline"  # the commit with dvc.lock, metrics and reports of the run
+
+
+@pytest.fixture(scope="session")
+def baseline(tmp_path_factory: pytest.TempPathFactory) -> Baseline:
+    """What a user (or the lead) does: clone, `dvc repro`, commit dvc.lock and the results."""
+    root = tmp_path_factory.mktemp("pipeline")
+    repo = clone(REPO, root / "repo", root / "cache", root / "remote")
+    # Tests evaluate with eval=smoke: make it the clone's default so that `dvc repro` and every
+    # `dvc exp run` composition (which starts from conf/) agree on it.
+    config = repo / "conf" / "config.yaml"
+    text = config.read_text(encoding="utf-8")
+    assert "  - eval: default\n" in text
+    config.write_text(text.replace("  - eval: default\n", "  - eval: smoke\n"), encoding="utf-8")
+    compose_params(repo)
+    git(repo, "commit", "--quiet", "-am", "tests: evaluate with eval=smoke")
+    trace = root / "params-trace"
+    run = dvc(repo, "repro", timeout=1500, POCKETQUANT_PARAMS_TRACE=str(trace))
+    git(repo, "add", "-A")
+    git(repo, "commit", "--quiet", "-m", "baseline: q4_k_m")
+    git(repo, "tag", "baseline")
+    return Baseline(root, repo, root / "cache", root / "remote", trace, run)
 
 
 @dataclass

@@ -1,8 +1,9 @@
 """The DVC pipeline end to end, with real DVC, Hydra, models and llama.cpp, in a temporary clone.
 
 One clone and one DVC cache are shared by every test in this module (they run in file order, each
-reusing what the previous built), with the small `eval=smoke` setting so the whole module stays
-within a few minutes on 2 cores. The clone runs the library installed in this interpreter's env.
+reusing what the previous built): the committed `eval=smoke` baseline run of conftest.py, which
+test_reproducible.py uses too, so the whole module stays within a few minutes on 2 cores. The
+clone runs the library installed in this interpreter's env.
 """
 
 from __future__ import annotations
@@ -17,8 +18,8 @@ from pathlib import Path
 
 import pytest
 
+from .conftest import Baseline
 from .dvcrepo import (
-    REPO,
     STAGES,
     VENV_BIN,
     cached_outputs,
@@ -55,19 +56,9 @@ class Workspace:
 
 
 @pytest.fixture(scope="module")
-def ws(tmp_path_factory: pytest.TempPathFactory) -> Workspace:
-    root = tmp_path_factory.mktemp("pipeline")
-    w = Workspace(root, root / "repo", root / "cache", root / "remote")
-    clone(REPO, w.repo, w.cache, w.remote)
-    # Tests evaluate with eval=smoke: make it the clone's default so that `dvc repro` and every
-    # `dvc exp run` composition (which starts from conf/) agree on it.
-    config = w.repo / "conf" / "config.yaml"
-    text = config.read_text(encoding="utf-8")
-    assert "  - eval: default\n" in text
-    config.write_text(text.replace("  - eval: default\n", "  - eval: smoke\n"), encoding="utf-8")
-    compose_params(w.repo)
-    git(w.repo, "commit", "--quiet", "-am", "tests: evaluate with eval=smoke")
-    yield w
+def ws(baseline: Baseline) -> Workspace:
+    """The committed baseline run (conftest.py): these tests continue in its clone and cache."""
+    yield Workspace(baseline.root, baseline.repo, baseline.cache, baseline.remote)
     print(f"\npipeline timings (s): {json.dumps({k: round(v, 1) for k, v in TIMINGS.items()})}")
     print(f"dvc exp show widths (characters): {json.dumps(WIDTHS)}")
 
@@ -87,8 +78,8 @@ def test_unknown_scheme_fails_with_hydra_options(ws: Workspace) -> None:
     assert not r.ran
 
 
-def test_fresh_clone_repro_builds_the_default_end_to_end(ws: Workspace) -> None:
-    r = dvc(ws.repo, "repro", timeout=1500)
+def test_fresh_clone_repro_builds_the_default_end_to_end(ws: Workspace, baseline: Baseline) -> None:
+    r = baseline.run  # the fixture's `dvc repro` in a fresh clone, then committed
     TIMINGS["fresh_repro"] = r.seconds
     assert r.ran == set(STAGES), f"stages run: {sorted(r.ran)}\n{r.out[-3000:]}"
     ggufs = list((ws.repo / "artifacts" / "variant").glob("*.gguf"))
@@ -104,9 +95,8 @@ def test_fresh_clone_repro_builds_the_default_end_to_end(ws: Workspace) -> None:
     assert "q4_k_m" in (ws.repo / "reports" / "summary.md").read_text(encoding="utf-8")
     assert "up to date" in dvc(ws.repo, "status").out
     assert not leftovers(ws.repo / "artifacts")
-    # What a user commits after a run: the lock and the small outputs kept in git.
-    git(ws.repo, "add", "-A")
-    git(ws.repo, "commit", "--quiet", "-m", "baseline: q4_k_m")
+    # the fixture committed the lock and the small outputs kept in git, as a user does
+    assert git(ws.repo, "status", "--porcelain").out == ""
 
 
 def test_second_repro_changes_nothing_quickly(ws: Workspace) -> None:
@@ -123,7 +113,11 @@ def test_eval_only_change_reruns_only_evaluation(ws: Workspace) -> None:
     r = dvc(ws.repo, "exp", "run", "--temp", "-S", "eval.max_new_tokens=4", timeout=900)
     TIMINGS["eval_only_exp"] = r.seconds
     # package re-runs only if the variant's metrics changed (its manifest embeds them).
-    assert {"evaluate_base", "evaluate"} <= r.ran <= {"evaluate_base", "evaluate", "package", "report"}, r.out
+    assert (
+        {"evaluate_base", "evaluate"}
+        <= r.ran
+        <= {"check_params", "evaluate_base", "evaluate", "package", "report"}
+    ), r.out
     for stage in ("acquire", "convert", "calibrate", "quantize", "reference"):
         assert f"Stage '{stage}' didn't change" in r.out or f"Stage '{stage}' is cached" in r.out
 
@@ -179,15 +173,16 @@ def test_failing_stage_keeps_earlier_outputs_and_writes_nothing_half(ws: Workspa
     r = dvc(repo, "repro", check=False)
     assert r.returncode != 0
     assert "stage quantize: error:" in r.out and "Q9_BOGUS" in r.out, r.out
-    assert r.ran == {"quantize"}
+    assert r.ran == {"check_params", "quantize"}
     # Upstream outputs (and the cache they link to) are untouched; the failed output is absent.
     assert {p: md5(p) for p in lock_md5} == lock_md5
     assert not (repo / "artifacts" / "variant").exists()
     assert not leftovers(repo / "artifacts")
-    # Back to the committed params: the variant comes back from the run-cache, nothing recomputes.
+    # Back to the committed params: the variant comes back from the run-cache, nothing recomputes
+    # (check_params re-checks the params: its persisted marker has no run-cache entry).
     git(repo, "checkout", "--", "params.yaml")
     r = dvc(repo, "repro")
-    assert not r.ran, r.out
+    assert r.ran <= {"check_params"}, r.out
     assert "up to date" in dvc(repo, "status").out
 
 
