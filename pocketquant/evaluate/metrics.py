@@ -24,9 +24,9 @@ import numpy as np
 from pocketquant.atomic import atomic_path
 from pocketquant.errors import EvaluationError
 from pocketquant.evaluate.stats import TokenScores
+from pocketquant.provenance import measurement_provenance
 
 TOKENS_FORMAT = "pocketquant-token-scores-1"
-from pocketquant.provenance import measurement_provenance
 
 
 def _round(value: object) -> object:
