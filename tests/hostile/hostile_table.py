@@ -543,6 +543,13 @@ TABLE: list[Row] = [
     Row("plots_template-output-read-only-dir", cmd("plots-template", in_readonly_dir("t.html")),
         ("ro/t.html", NOT_WRITABLE), readme="output"),
     # stages (through stages/common.py run())
+    Row("stage-check_params-unknown-key",
+        stage("check_params", "--out", "ok.txt", setup=params(quant={"bogus": 1})),
+        ("params.yaml", "unknown key quant.bogus"), readme="stages"),
+    Row("stage-check_params-local-model-without-path",
+        stage("check_params", "--out", "ok.txt",
+              setup=params(model={"name": "local", "path": None, "hf_id": None, "revision": None})),
+        ("params.yaml", "model=local needs model.path"), readme="stages"),
     Row("stage-convert-no-params", stage("convert", "--model", hf, "--out", "base.gguf"),
         ("params.yaml", "no such file"), readme="stages"),
     Row("stage-convert-params-not-yaml",
