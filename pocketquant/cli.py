@@ -15,6 +15,7 @@ COMMAND_MODULES = [
     "pocketquant.commands.convert",
     "pocketquant.commands.verify",
     "pocketquant.commands.package",
+    "pocketquant.commands.sweep",
 ]
 
 
