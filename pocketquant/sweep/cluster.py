@@ -65,8 +65,12 @@ class ProgressBoard:
 def _execute(spec: TaskSpec, board: Any) -> TaskResult:
     """The body of every Ray task: run_task with its events sent to the board (fire and forget)."""
 
+    import ray
+
+    node = ray.get_runtime_context().get_node_id()
+
     def report(event: dict[str, Any]) -> None:
-        board.update.remote(spec.name, spec.attempt, event)
+        board.update.remote(spec.name, spec.attempt, {**event, "node": node})
 
     return run_task(spec, report)
 

@@ -87,6 +87,7 @@ def run_sweep(path: Path, set_params: list[str], config: SweepConfig, console: C
     def spec(
         name: str, kind: str, point: SweepPoint, stages: list[str], carry: Carry | None = None
     ) -> TaskSpec:
+        uncached = [out for stage in stages for out in pipeline.stage(stage).uncached_outs]
         return TaskSpec(
             sweep=prefix,
             name=name,
@@ -104,6 +105,7 @@ def run_sweep(path: Path, set_params: list[str], config: SweepConfig, console: C
             keep_clone=config.keep_clones,
             threads=max(1, int(config.cpus_per_task)),
             carry=carry,
+            carry_files=tuple(uncached) if kind == UPSTREAM else (),
         )
 
     console.print(

@@ -28,6 +28,7 @@ _STYLE = {QUEUED: "dim", RUNNING: "cyan", RETRYING: "yellow", DONE: "green", FAI
 class Attempt:
     attempt: int
     host: str = ""
+    node: str = ""  # Ray node id
     pid: int | None = None
     ok: bool | None = None
     error: str = ""
@@ -104,8 +105,10 @@ class Progress:
             if not row.attempts or row.attempts[-1].attempt != attempt.attempt:
                 row.attempts.append(attempt)
         if row.attempts:
-            row.attempts[-1].host = event.get("host", row.attempts[-1].host)
-            row.attempts[-1].pid = event.get("pid", row.attempts[-1].pid)
+            current = row.attempts[-1]
+            current.host = event.get("host", current.host)
+            current.node = event.get("node", current.node)
+            current.pid = event.get("pid", current.pid)
         row.phase = event.get("phase", row.phase)
         row.stage = event.get("stage", row.stage)
         self.changed()
@@ -114,10 +117,10 @@ class Progress:
         row = self.rows[name]
         if not row.attempts or row.attempts[-1].attempt != attempt.attempt:
             row.attempts.append(attempt)
-        else:
-            host, pid = row.attempts[-1].host, row.attempts[-1].pid
+        else:  # the final word on the attempt; keep where it ran, as its events said
+            seen = row.attempts[-1]
+            attempt.host, attempt.node, attempt.pid = attempt.host or seen.host, seen.node, seen.pid
             row.attempts[-1] = attempt
-            attempt.host, attempt.pid = attempt.host or host, attempt.pid or pid
         row.state, row.error, row.phase, row.stage = state, error, "", ""
         if state in (DONE, FAILED):
             row.finished = time.time()

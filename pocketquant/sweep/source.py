@@ -45,7 +45,7 @@ def git(root: Path, *args: str, check: bool = True) -> str:
     if check and p.returncode != 0:
         message = (p.stderr or p.stdout).strip().splitlines()
         raise ConfigError(f"{root}: git {' '.join(args)}: {message[-1] if message else p.returncode}")
-    return p.stdout.strip()
+    return p.stdout.rstrip()  # porcelain output starts with significant spaces
 
 
 def inspect_source(path: Path, config: SweepConfig) -> Source:

@@ -35,6 +35,13 @@ def reproduce_and_push(stages: list[str], *, push: bool, remote: str | None) -> 
                 changed = repo.reproduce(name, single_item=True, pull=True)
                 if push and changed:
                     repo.push(targets=[name], run_cache=True, remote=remote)
+                    # `cache: false` outputs (metrics) are in the run-cache entry but `dvc push`
+                    # skips them; without them another machine cannot restore the stage.
+                    uncached = [
+                        o.hash_info for s in changed for o in s.outs if not o.use_cache and o.hash_info
+                    ]
+                    if uncached:
+                        repo.cloud.push(uncached, remote=remote)
                     print(f"{MARK} pushed {name}", flush=True)
         except DvcException as exc:
             causes = [str(exc)]

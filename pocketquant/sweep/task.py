@@ -2,9 +2,9 @@
 
 Two kinds of task:
 - *upstream*: reproduces the stages every experiment shares (acquire, convert, ...), pushes each
-  with its run-cache entry, and hands the experiments its dvc.lock entries and the small
-  `cache: false` outputs of those stages (a `Carry`), so they restore exactly these outputs.
-- *experiment*: writes its composed params files, applies the carry, reproduces every stage
+  with its run-cache entry, and hands the experiments its dvc.lock entries and the `cache: false`
+  outputs of those stages (a `Carry`), so that they restore exactly these outputs.
+- *experiment*: writes its composed params files and the carry, reproduces every stage
   (restoring what the remote has, pushing what it computes, stage by stage: see stagewise.py),
   records the experiment with `dvc exp run -S ...` and pushes it with `dvc exp push`.
 
@@ -33,9 +33,11 @@ from .stagewise import MARK
 UPSTREAM = "upstream"
 EXPERIMENT = "experiment"
 LOG_LIMIT = 400_000  # characters of output kept per task (the end, where errors are)
-CARRY_FILE_LIMIT = 4 << 20  # a cache:false output larger than this is recomputed, not carried
 
 Report = Callable[[dict[str, Any]], None]
+# `python -m` in the clone would import the clone's own pocketquant/ (the cwd comes first on
+# sys.path); the task must run the pocketquant installed on the worker, like the stage commands do.
+_INSTALLED = ("-P",) if sys.version_info >= (3, 11) else ("-I",)
 
 # Runs a command with the parent-death signal set, so a worker killed mid-stage does not leave
 # its `dvc` (and the clone it writes) running as an orphan. Linux only; elsewhere a plain exec.
@@ -49,8 +51,12 @@ _PDEATHSIG_SHIM = (
 
 @dataclass(frozen=True)
 class Carry:
-    """What the upstream task hands every experiment: the shared stages' dvc.lock entries and their
-    `cache: false` outputs (small files kept in git, which the DVC remote does not hold)."""
+    """What the upstream task hands every experiment: the shared stages' dvc.lock entries (whose
+    cached outputs it pushed) and their `cache: false` outputs (small files kept in git). With both,
+    DVC finds those stages unchanged or restores them from the remote, exactly as the upstream
+    computed them. The run-cache alone could not: DVC never run-caches a stage that has a
+    `cache: false` output other than metrics or plots (evaluate_base's generations), and it may
+    hold several results for the same inputs, from different machines."""
 
     lock: dict[str, Any]
     files: dict[str, str]
@@ -74,7 +80,8 @@ class TaskSpec:
     attempt: int = 1
     keep_clone: bool = False
     threads: int = 0  # OMP_NUM_THREADS for the stages (0: leave unset)
-    carry: Carry | None = None
+    carry: Carry | None = None  # for an experiment: the upstream task's results
+    carry_files: tuple[str, ...] = ()  # for the upstream task: the `cache: false` outputs to hand on
 
 
 @dataclass
@@ -175,10 +182,9 @@ def run_task(spec: TaskSpec, report: Report) -> TaskResult:
     result = TaskResult(name=spec.name, ok=False, host=host, clone=str(clone))
     try:
         _prepare_clone(spec, clone, watcher)
-        if spec.kind == EXPERIMENT and spec.carry is not None:
-            _apply_carry(clone, spec.carry)
+        _apply_carry(clone, spec.carry or Carry(lock={}, files={}))
         report({"phase": "stages"})
-        stagewise = [sys.executable, "-m", "pocketquant.sweep.stagewise", *spec.stages]
+        stagewise = [sys.executable, *_INSTALLED, "-m", "pocketquant.sweep.stagewise", *spec.stages]
         _run(stagewise + ["--remote", spec.dvc_remote], clone, watcher, spec)
         if spec.kind == UPSTREAM:
             result.carry = _collect_carry(clone, spec)
@@ -233,15 +239,14 @@ def _configure_dvc(clone: Path, spec: TaskSpec) -> None:
 
 
 def _apply_carry(clone: Path, carry: Carry) -> None:
-    """Pin the shared stages to the upstream task's results: its lock entries (whose outputs it
-    pushed) and its uncached outputs. DVC then restores them instead of recomputing: the committed
-    dvc.lock may record outputs nobody pushed, and the run-cache cannot restore `cache: false` files
-    on another machine."""
-    lock_path = clone / "dvc.lock"
-    lock = yaml.safe_load(lock_path.read_text(encoding="utf-8")) if lock_path.exists() else None
-    lock = lock or {"schema": "2.0", "stages": {}}
-    lock.setdefault("stages", {}).update(carry.lock)
-    lock_path.write_text(yaml.safe_dump(lock, sort_keys=False), encoding="utf-8")
+    """dvc.lock with only the carried entries, and the carried files in place.
+
+    The committed lock records outputs of the default run that nobody may have pushed: DVC would
+    try to pull them, fail, and recompute the stage, never asking the run-cache. Without an entry,
+    a stage is restored through the run-cache from whoever ran it with these inputs, or run.
+    """
+    lock = {"schema": "2.0", "stages": dict(carry.lock)}
+    (clone / "dvc.lock").write_text(yaml.safe_dump(lock, sort_keys=False), encoding="utf-8")
     for path, text in carry.files.items():
         target = clone / path
         target.parent.mkdir(parents=True, exist_ok=True)
@@ -250,23 +255,9 @@ def _apply_carry(clone: Path, carry: Carry) -> None:
 
 def _collect_carry(clone: Path, spec: TaskSpec) -> Carry:
     lock = yaml.safe_load((clone / "dvc.lock").read_text(encoding="utf-8")) or {}
-    entries = {name: lock["stages"][name] for name in spec.stages if name in lock.get("stages", {})}
-    files = {}
-    for entry in entries.values():
-        for out in entry.get("outs", []):
-            path = clone / out["path"]
-            if _is_uncached_in_git(clone, out["path"]) and path.is_file():
-                if path.stat().st_size <= CARRY_FILE_LIMIT:
-                    files[out["path"]] = path.read_text(encoding="utf-8")
-    return Carry(lock=entries, files=files)
-
-
-def _is_uncached_in_git(clone: Path, path: str) -> bool:
-    """A `cache: false` output is tracked by git (the DVC cache does not hold it)."""
-    r = subprocess.run(
-        ["git", "ls-files", "--error-unmatch", path], cwd=clone, capture_output=True, check=False
-    )
-    return r.returncode == 0
+    stages = lock.get("stages") or {}
+    files = {p: (clone / p).read_text(encoding="utf-8") for p in spec.carry_files if (clone / p).is_file()}
+    return Carry(lock={name: stages[name] for name in spec.stages if name in stages}, files=files)
 
 
 def _dvc(*args: str) -> list[str]:
