@@ -202,6 +202,7 @@ class _Runner:
             error=result.error,
             ran=result.ran,
             restored=result.restored,
+            unchanged=result.unchanged,
             seconds=round(result.seconds, 1),
         )
         if not result.ok:

@@ -34,6 +34,7 @@ class Attempt:
     error: str = ""
     ran: list[str] = field(default_factory=list)
     restored: list[str] = field(default_factory=list)
+    unchanged: list[str] = field(default_factory=list)
     seconds: float = 0.0
 
 

@@ -91,6 +91,7 @@ class TaskResult:
     error: str = ""  # the last error line when not ok
     ran: list[str] = field(default_factory=list)  # stages whose command ran here
     restored: list[str] = field(default_factory=list)  # stages checked out from the run-cache/remote
+    unchanged: list[str] = field(default_factory=list)  # stages DVC found up to date in the clone
     log: str = ""
     seconds: float = 0.0
     host: str = ""
@@ -204,6 +205,7 @@ def run_task(spec: TaskSpec, report: Report) -> TaskResult:
         result.error = f"{type(exc).__name__}: {exc}"
     finally:
         result.ran, result.restored = watcher.ran, watcher.restored
+        result.unchanged = [s for s in watcher.unchanged if s not in watcher.ran + watcher.restored]
         result.log = watcher.log()
         result.seconds = time.monotonic() - t0
         if not spec.keep_clone:

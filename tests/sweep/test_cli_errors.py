@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from pipeline.dvcrepo import VENV_BIN, git, run
 
-from .conftest import Team
+from pocketquant.testing.sweep_lab import Team
 
 pytest.importorskip("dvc")
 

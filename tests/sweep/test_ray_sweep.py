@@ -14,14 +14,18 @@ import math
 import subprocess
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
-from pipeline.dvcrepo import VENV_BIN, env, exp_show, git
+from pipeline.dvcrepo import exp_show, git
 
-from .conftest import Team, make_team
+from pocketquant.testing.sweep_lab import Team, kill_node, make_team, ray_cluster, sweep_command, tool_env
+
+from .conftest import REPO
 
 pytestmark = pytest.mark.slow
 ray = pytest.importorskip("ray")
@@ -29,7 +33,6 @@ psutil = pytest.importorskip("psutil")
 pytest.importorskip("dvc")
 pytest.importorskip("llama_cpp", reason="llama-cpp-python measures the GGUF variants")
 
-SMALL_STORE = 80 << 20  # bytes; Ray's minimum is 75 MiB
 SHARED = ("acquire", "convert", "calibrate", "reference", "evaluate_base")
 TIMINGS: dict[str, float] = {}
 
@@ -38,60 +41,47 @@ TIMINGS: dict[str, float] = {}
 class Lab:
     team: Team
     work: Path  # the workers' work_dir
-    cluster: object  # ray.cluster_utils.Cluster
-    workers: list  # its worker nodes (ray._private.node.Node)
+    cluster: Any  # ray.cluster_utils.Cluster
 
 
 @pytest.fixture(scope="module")
 def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
-    from ray.cluster_utils import Cluster
-
     root = tmp_path_factory.mktemp("sweep-ray")
-    team = make_team(root)
+    team = make_team(root, REPO)
     with pytest.MonkeyPatch.context() as mp:
-        # Ray nodes (and the tasks they run) inherit this environment: offline, no usage stats.
-        for key, value in env(RAY_USAGE_STATS_ENABLED="0").items():
+        for key, value in tool_env().items():  # Ray nodes and their tasks inherit this environment
             mp.setenv(key, value)
-        cluster = Cluster(
-            initialize_head=True,
-            head_node_args={"num_cpus": 0, "include_dashboard": False, "object_store_memory": SMALL_STORE},
-        )
-        try:
-            workers = [cluster.add_node(num_cpus=1, object_store_memory=SMALL_STORE) for _ in range(2)]
-            cluster.wait_for_nodes()
-            yield Lab(team, root / "work", cluster, workers)
-        finally:
-            cluster.shutdown()
-            print(f"\nsweep timings (s): {json.dumps({k: round(v, 1) for k, v in TIMINGS.items()})}")
+        with ray_cluster(workers=2) as cluster:
+            yield Lab(team, root / "work", cluster)
+    print(f"\nsweep timings (s): {json.dumps({k: round(v, 1) for k, v in TIMINGS.items()})}")
 
 
-def start_sweep(lab: Lab, *args: str) -> subprocess.Popen:
-    cmd = [
-        str(VENV_BIN / "pocketquant"),
-        "sweep",
-        "--address",
-        lab.cluster.address,
-        "--work-dir",
-        str(lab.work),
-        "--no-shared-cache",
-        *args,
-    ]
-    log = open(lab.team.root / f"driver-{time.monotonic_ns()}.log", "w+")  # noqa: SIM115 - closed by finish()
-    return subprocess.Popen(
-        cmd, cwd=lab.team.driver, env=env(), stdout=log, stderr=subprocess.STDOUT, text=True
-    )
-
-
-def finish(proc: subprocess.Popen, timeout: float = 1500) -> tuple[int, str]:
+@contextmanager
+def sweeping(lab: Lab, *args: str) -> Iterator[Driver]:
+    """The driver running in the background; killed if the test ends before it does."""
+    log = lab.team.root / f"driver-{time.monotonic_ns()}.log"
+    with open(log, "w") as f:
+        cmd = sweep_command(lab.cluster, lab.work, *args)
+        proc = subprocess.Popen(cmd, cwd=lab.team.driver, env=tool_env(), stdout=f, stderr=subprocess.STDOUT)
     try:
-        code = proc.wait(timeout=timeout)
+        yield Driver(proc, log)
     finally:
         if proc.poll() is None:
             proc.kill()
-    proc.stdout.seek(0)
-    out = proc.stdout.read()
-    proc.stdout.close()
-    return code, out
+            proc.wait()
+
+
+@dataclass
+class Driver:
+    proc: subprocess.Popen
+    log: Path
+
+    def finish(self, timeout: float = 1500) -> tuple[int, str]:
+        try:
+            code = self.proc.wait(timeout=max(1.0, timeout))
+        except subprocess.TimeoutExpired:
+            code = -1
+        return code, self.log.read_text(encoding="utf-8", errors="replace")
 
 
 def record_dir(lab: Lab, name: str) -> Path:
@@ -100,16 +90,6 @@ def record_dir(lab: Lab, name: str) -> Path:
 
 def read_json(path: Path) -> dict:
     return json.loads(path.read_text(encoding="utf-8"))
-
-
-def kill_node(lab: Lab, node_id: str) -> None:
-    """The machine dies: its raylet, its Ray workers and everything they started, all SIGKILLed."""
-    (node,) = [n for n in lab.workers if n.node_id == node_id]
-    raylet = psutil.Process(node.all_processes["raylet"][0].process.pid)
-    for proc in raylet.children(recursive=True):
-        proc.kill()
-    lab.cluster.remove_node(node, allow_graceful=False)
-    lab.workers.remove(node)
 
 
 def remote_has(remote: Path, md5: str) -> bool:
@@ -153,21 +133,24 @@ def test_three_schemes_on_two_workers_survive_a_killed_worker(lab: Lab) -> None:
     stages ran once in total, and a worker killed mid-experiment loses nothing: its experiment is
     reported failed on that node, retried on the other, and restores the stage it had finished."""
     t0 = time.perf_counter()
-    proc = start_sweep(
-        lab, "-S", "quant=q4_k_m,q8_0,nf4", "-S", "eval=smoke", "--name", "s3", "--retries", "1"
-    )
     status = record_dir(lab, "s3") / "status.json"
     victim, deadline = None, time.monotonic() + 1500
-    while proc.poll() is None and time.monotonic() < deadline:
-        if victim is None and status.exists():
-            for row in read_json(status)["rows"]:
-                # At the marker for `evaluate`, its quantize output has been pushed.
-                if row["kind"] == "experiment" and row["state"] == "running" and row["stage"] == "evaluate":
-                    victim = row
-                    kill_node(lab, row["attempts"][-1]["node"])
-                    break
-        time.sleep(0.3)
-    code, out = finish(proc, timeout=max(1, deadline - time.monotonic()))
+    args = ("-S", "quant=q4_k_m,q8_0,nf4", "-S", "eval=smoke", "--name", "s3", "--retries", "1")
+    with sweeping(lab, *args) as driver:
+        while driver.proc.poll() is None and time.monotonic() < deadline:
+            if victim is None and status.exists():
+                for row in read_json(status)["rows"]:
+                    # At the marker for `evaluate`, its quantize output has been pushed.
+                    if (
+                        row["kind"] == "experiment"
+                        and row["state"] == "running"
+                        and row["stage"] == "evaluate"
+                    ):
+                        victim = row
+                        kill_node(lab.cluster, row["attempts"][-1]["node"])
+                        break
+            time.sleep(0.3)
+        code, out = driver.finish(timeout=deadline - time.monotonic())
     TIMINGS["sweep_3_with_kill"] = time.perf_counter() - t0
     assert victim is not None, f"no experiment was seen running `evaluate`:\n{out[-4000:]}"
     assert code == 0, out[-6000:]
@@ -197,6 +180,7 @@ def test_three_schemes_on_two_workers_survive_a_killed_worker(lab: Lab) -> None:
         assert final["ok"] and "quantize" in final["ran"] + final["restored"]
         assert not set(SHARED) & set(final["ran"]), final
         assert {"acquire", "convert", "reference"} <= set(final["restored"]), final  # pulled from the remote
+        assert "evaluate_base" in final["unchanged"], final  # the upstream's result, handed on
 
     # The killed experiment: attempt 1 failed on the dead node (its last error line says so),
     # attempt 2 on the surviving node restored the quantize output attempt 1 had pushed.
@@ -204,7 +188,8 @@ def test_three_schemes_on_two_workers_survive_a_killed_worker(lab: Lab) -> None:
     assert [a["ok"] for a in killed["attempts"]] == [False, True], killed
     first, second = killed["attempts"]
     assert "died" in first["error"].lower() or "dead" in first["error"].lower(), first["error"]
-    assert first["node"] != second["node"] and second["node"] == lab.workers[0].node_id
+    (survivor,) = lab.cluster.worker_nodes
+    assert first["node"] != second["node"] and second["node"] == survivor.node_id
     assert "quantize" in second["restored"] and "quantize" not in second["ran"], second
     others = [tasks[n] for n in ("s3-1", "s3-2", "s3-3") if n != victim["name"]]
     assert all(len(t["attempts"]) == 1 for t in others)
@@ -229,10 +214,10 @@ def test_failing_stage_is_reported_with_its_error_line(lab: Lab) -> None:
     """A stage that fails is not retried: the experiment is reported failed with the stage's own
     error line, exit status 1, nothing recorded as an experiment; what others ran is restored."""
     t0 = time.perf_counter()
-    proc = start_sweep(
+    with sweeping(
         lab, "-S", "quant=q4_k_m", "-S", "eval=smoke", "-S", "quant.ftype=Q9_BOGUS", "--name", "bad"
-    )
-    code, out = finish(proc)
+    ) as d:
+        code, out = d.finish()
     TIMINGS["failing_sweep"] = time.perf_counter() - t0
     assert code == 1, out[-4000:]
     assert "stage quantize: error:" in out and "Q9_BOGUS" in out, out[-4000:]
