@@ -11,10 +11,13 @@ from __future__ import annotations
 
 import logging
 import os
+import socket
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
+
+from pocketquant.errors import ConfigError
 
 from .config import SweepConfig
 from .task import TaskResult, TaskSpec, run_task
@@ -25,22 +28,42 @@ def connected(config: SweepConfig) -> Iterator[str]:
     """ray.init for the sweep; yields the address connected to (or "local"); shuts down after."""
     import ray
 
+    if config.address:
+        _probe(config.address)
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")  # no usage reporting, no prompt
     common: dict[str, Any] = {"log_to_driver": False, "logging_level": logging.WARNING}
-    if config.address:
-        ray.init(address=config.address, **common)
-    else:
-        ray.init(
-            address="local",
-            num_cpus=config.local_cpus or os.cpu_count() or 1,
-            object_store_memory=config.object_store_mb << 20,
-            include_dashboard=False,
-            **common,
-        )
+    try:
+        if config.address:
+            ray.init(address=config.address, **common)
+        else:
+            ray.init(
+                address="local",
+                num_cpus=config.local_cpus or os.cpu_count() or 1,
+                object_store_memory=config.object_store_mb << 20,
+                include_dashboard=False,
+                **common,
+            )
+    except (ConnectionError, ValueError, RuntimeError) as exc:
+        where = f"the Ray cluster at {config.address}" if config.address else "a local Ray cluster"
+        raise ConfigError(f"cannot connect to {where}: {one_line(exc)}") from exc
     try:
         yield config.address or "local"
     finally:
         ray.shutdown()
+
+
+def _probe(address: str) -> None:
+    """Fail fast when nothing listens at HOST:PORT (ray.init would retry for many minutes)."""
+    host, _, port = address.rpartition(":")
+    if "://" in address or not port.isdigit():
+        return  # "auto", "ray://...": Ray resolves and reports those itself
+    try:
+        socket.create_connection((host or "127.0.0.1", int(port)), timeout=10).close()
+    except OSError as exc:
+        raise ConfigError(
+            f"nothing answers at Ray address {address} ({exc.strerror or exc}); "
+            "is `ray start --head` running there?"
+        ) from exc
 
 
 class ProgressBoard:

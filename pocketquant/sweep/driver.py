@@ -117,23 +117,27 @@ def run_sweep(path: Path, set_params: list[str], config: SweepConfig, console: C
         soft_wrap=True,
     )
     progress = Progress(rows, record_dir / "status.json", console)
-    with connected(config), progress:
-        runner = _Runner(Cluster(config.cpus_per_task), progress, record_dir, config.retries)
-        carry: Carry | None = None
-        if shared:
-            results = runner.run([spec(upstream_name, UPSTREAM, points[0], shared)], on_success=None)
-            upstream = results.get(upstream_name)
-            if upstream is None or not upstream.ok:
-                why = progress.rows[upstream_name].error
-                for name in names:
-                    progress.set_state(name, FAILED, f"shared stages failed: {why}")
-                return _finish(source, prefix, record_dir, progress, config)
-            carry = upstream.carry
-        experiments = [
-            spec(n, EXPERIMENT, p, pipeline.names, carry) for n, p in zip(names, points, strict=True)
-        ]
-        runner.run(experiments, on_success=lambda s, _r: _pull_experiment(source, config, s.name))
-    return _finish(source, prefix, record_dir, progress, config)
+    try:
+        with connected(config), progress:
+            runner = _Runner(Cluster(config.cpus_per_task), progress, record_dir, config.retries)
+            carry: Carry | None = None
+            if shared:
+                results = runner.run([spec(upstream_name, UPSTREAM, points[0], shared)], on_success=None)
+                upstream = results.get(upstream_name)
+                if upstream is None or not upstream.ok:
+                    why = progress.rows[upstream_name].error
+                    for name in names:
+                        progress.set_state(name, FAILED, f"shared stages failed: {why}")
+                    return _finish(source, prefix, record_dir, progress, config)
+                carry = upstream.carry
+            experiments = [
+                spec(n, EXPERIMENT, p, pipeline.names, carry) for n, p in zip(names, points, strict=True)
+            ]
+            runner.run(experiments, on_success=lambda s, _r: _pull_experiment(source, config, s.name))
+        return _finish(source, prefix, record_dir, progress, config)
+    except BaseException:  # interrupted or broken: still say what got done
+        _finish(source, prefix, record_dir, progress, config)
+        raise
 
 
 class _Runner:

@@ -77,9 +77,11 @@ def inspect_source(path: Path, config: SweepConfig) -> Source:
 
 
 def existing_experiments(source: Source, names: list[str]) -> list[str]:
-    """Those of `names` that the git remote already has as experiments (of any baseline)."""
-    refs = git(source.root, "ls-remote", source.git_remote, "refs/exps/*").splitlines()
-    taken = {line.rsplit("/", 1)[-1] for line in refs}
+    """Those of `names` the git remote already has as experiments of this commit (DVC keeps them
+    under refs/exps/<sha[:2]>/<sha[2:]>/<name>; `dvc exp push` would refuse to overwrite them)."""
+    prefix = f"refs/exps/{source.rev[:2]}/{source.rev[2:]}/"
+    refs = git(source.root, "ls-remote", source.git_remote, f"{prefix}*").splitlines()
+    taken = {line.split()[-1][len(prefix) :] for line in refs if line.split()[-1].startswith(prefix)}
     return [n for n in names if n in taken]
 
 

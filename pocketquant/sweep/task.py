@@ -43,8 +43,10 @@ _INSTALLED = ("-P",) if sys.version_info >= (3, 11) else ("-I",)
 # its `dvc` (and the clone it writes) running as an orphan. Linux only; elsewhere a plain exec.
 _PDEATHSIG_SHIM = (
     "import ctypes,os,signal,sys\n"
-    "try: ctypes.CDLL(None).prctl(1, signal.SIGKILL)\n"
+    "parent = os.getppid()\n"
+    "try: ctypes.CDLL(None).prctl(1, signal.SIGKILL)\n"  # PR_SET_PDEATHSIG
     "except Exception: pass\n"
+    "if os.getppid() != parent: sys.exit(137)\n"  # the worker died before prctl took effect
     "os.execvp(sys.argv[1], sys.argv[1:])\n"
 )
 

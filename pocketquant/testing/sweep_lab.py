@@ -86,17 +86,10 @@ def kill_node(cluster: Any, node_id: str) -> None:
     cluster.remove_node(node, allow_graceful=False)
 
 
-def sweep_command(cluster: Any, work_dir: Path, *args: str) -> list[str]:
-    """`pocketquant sweep` on `cluster`, every task with its own DVC cache (all it did not compute
-    comes from the DVC remote). The console script: `python -m` in the clone would import its copy."""
+def sweep_command(cluster: Any | None, work_dir: Path, *args: str) -> list[str]:
+    """`pocketquant sweep` on `cluster` (None: a local cluster of the driver's own), every task with
+    its own DVC cache unless `args` say otherwise (then all it did not compute comes from the DVC
+    remote). The console script: `python -m` in a clone would import the clone's copy."""
     script = Path(sys.executable).parent / "pocketquant"
-    return [
-        str(script),
-        "sweep",
-        "--address",
-        cluster.address,
-        "--work-dir",
-        str(work_dir),
-        "--no-shared-cache",
-        *args,
-    ]
+    address = ["--address", cluster.address] if cluster is not None else []
+    return [str(script), "sweep", *address, "--work-dir", str(work_dir), "--no-shared-cache", *args]

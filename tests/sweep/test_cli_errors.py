@@ -3,6 +3,8 @@ naming the problem (and the command that fixes it), exit status 2, no Ray, no re
 
 from __future__ import annotations
 
+import socket
+import time
 from pathlib import Path
 
 import pytest
@@ -67,6 +69,17 @@ def test_bad_settings_exit_2(team: Team, args: list[str], message: str) -> None:
     code, out = sweep(team, "-S", "quant=q8_0", *args)
     assert code == 2 and message in out, out
     assert not started(team)
+
+
+def test_an_address_where_no_cluster_listens_fails_fast(team: Team) -> None:
+    with socket.socket() as s:  # a port nothing listens on once this closes
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    t0 = time.monotonic()
+    code, out = sweep(team, "--address", f"127.0.0.1:{port}", "-S", "quant=q8_0", "--name", "nowhere")
+    assert code == 2 and f"nothing answers at Ray address 127.0.0.1:{port}" in out, out
+    assert time.monotonic() - t0 < 60
+    assert (team.driver / ".dvc" / "tmp" / "sweeps" / "nowhere" / "record.json").exists()
 
 
 def test_a_settings_file_that_is_not_yaml_names_itself(team: Team, tmp_path: Path) -> None:

@@ -23,6 +23,7 @@ import pytest
 import yaml
 from pipeline.dvcrepo import exp_show, git
 
+from pocketquant.sweep.pipeline import load_pipeline
 from pocketquant.testing.sweep_lab import Team, kill_node, make_team, ray_cluster, sweep_command, tool_env
 
 from .conftest import REPO
@@ -57,11 +58,12 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
 
 
 @contextmanager
-def sweeping(lab: Lab, *args: str) -> Iterator[Driver]:
-    """The driver running in the background; killed if the test ends before it does."""
+def sweeping(lab: Lab, *args: str, cluster: bool = True) -> Iterator[Driver]:
+    """The driver running in the background (on the lab's cluster, or with none given: a local
+    cluster of its own); killed if the test ends before it does."""
     log = lab.team.root / f"driver-{time.monotonic_ns()}.log"
     with open(log, "w") as f:
-        cmd = sweep_command(lab.cluster, lab.work, *args)
+        cmd = sweep_command(lab.cluster if cluster else None, lab.work, *args)
         proc = subprocess.Popen(cmd, cwd=lab.team.driver, env=tool_env(), stdout=f, stderr=subprocess.STDOUT)
     try:
         yield Driver(proc, log)
@@ -112,13 +114,8 @@ def cached_outputs_of(lab: Lab, exp_name: str) -> dict[str, str]:
         if line.endswith(f"/{exp_name}")
     )
     lock = yaml.safe_load(git(lab.team.driver, "show", f"{ref}:dvc.lock").out)
-    pipeline = yaml.safe_load(git(lab.team.driver, "show", f"{ref}:dvc.yaml").out)["stages"]
     uncached = {
-        next(iter(o))
-        for s in pipeline.values()
-        for kind in ("outs", "metrics", "plots")
-        for o in s.get(kind, [])
-        if isinstance(o, dict) and next(iter(o.values())).get("cache") is False
+        out for stage in load_pipeline(lab.team.driver / "dvc.yaml").stages for out in stage.uncached_outs
     }
     return {
         out["path"]: out["md5"]
@@ -210,20 +207,25 @@ def test_three_schemes_on_two_workers_survive_a_killed_worker(lab: Lab) -> None:
         assert not missing, (name, missing)
 
 
-def test_failing_stage_is_reported_with_its_error_line(lab: Lab) -> None:
-    """A stage that fails is not retried: the experiment is reported failed with the stage's own
-    error line, exit status 1, nothing recorded as an experiment; what others ran is restored."""
+def test_failing_stage_on_a_local_cluster_is_reported_with_its_error_line(lab: Lab) -> None:
+    """No --address: the driver starts a local Ray cluster of its own (one CPU here). A stage that
+    fails is not retried: the experiment is reported failed with the stage's own error line, exit
+    status 1, no experiment recorded. The node's shared DVC cache (the default) is used, and what
+    the first sweep pushed is restored through the run-cache, not recomputed."""
     t0 = time.perf_counter()
-    with sweeping(
-        lab, "-S", "quant=q4_k_m", "-S", "eval=smoke", "-S", "quant.ftype=Q9_BOGUS", "--name", "bad"
-    ) as d:
+    args = ("-S", "quant=q4_k_m", "-S", "eval=smoke", "-S", "quant.ftype=Q9_BOGUS", "--name", "bad")
+    with sweeping(lab, *args, "--shared-cache", "--local-cpus", "1", cluster=False) as d:
         code, out = d.finish()
-    TIMINGS["failing_sweep"] = time.perf_counter() - t0
+    TIMINGS["failing_sweep_local_cluster"] = time.perf_counter() - t0
     assert code == 1, out[-4000:]
     assert "stage quantize: error:" in out and "Q9_BOGUS" in out, out[-4000:]
     (task,) = read_json(record_dir(lab, "bad") / "record.json")["tasks"]
     assert task["state"] == "failed" and len(task["attempts"]) == 1
     assert task["error"].startswith("stage quantize: error:") and "Q9_BOGUS" in task["error"]
-    assert task["attempts"][0]["ran"] == ["quantize"], task  # acquire, convert: from the run-cache
+    attempt = task["attempts"][0]
+    assert attempt["ran"] == ["quantize"], attempt
+    assert {"acquire", "convert", "reference"} <= set(attempt["restored"]), attempt
+    assert attempt["node"] not in {n.node_id for n in lab.cluster.list_all_nodes()}  # its own cluster
+    assert any((lab.work / "cache" / "files" / "md5").iterdir()), "the node's shared cache is empty"
     assert "bad-1" not in {e["name"] for e in exp_show(lab.team.driver)}
     assert not list(lab.work.glob("clones/bad/*")), "the failed task's clone was left behind"
