@@ -216,8 +216,8 @@ def run_task(spec: TaskSpec, report: Report) -> TaskResult:
 
 
 def _prepare_clone(spec: TaskSpec, clone: Path, watcher: OutputWatcher) -> None:
-    if clone.exists():  # a previous attempt of the same experiment on this node
-        shutil.rmtree(clone)
+    for attempt in range(1, spec.attempt + 1):  # earlier attempts whose worker died left theirs
+        shutil.rmtree(clone.parent / f"{spec.name}.{attempt}", ignore_errors=True)
     clone.parent.mkdir(parents=True, exist_ok=True)
     _run(["git", "clone", "--quiet", "--no-checkout", spec.git_url, str(clone)], clone.parent, watcher, spec)
     _run(["git", "checkout", "--quiet", "--detach", spec.rev], clone, watcher, spec)

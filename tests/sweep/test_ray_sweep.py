@@ -199,6 +199,10 @@ def test_three_schemes_on_two_workers_survive_a_killed_worker(lab: Lab) -> None:
     ]
     assert any(": retrying (" in line for line in shown), shown  # the driver showed the retry
 
+    assert not list((lab.work / "clones" / "s3").iterdir()), (
+        "clones left behind (the retry removes the dead one's)"
+    )
+
     # The DVC remote has every cached output of every experiment (what a teammate would pull).
     for name in ("s3-1", "s3-2", "s3-3"):
         outputs = cached_outputs_of(lab, name)
