@@ -72,8 +72,8 @@ def main() -> None:
                 flush=True,
             )
     if len(results) >= 2:
-        base = results[0]
-        for r in results[1:]:
+        base = min(results, key=lambda r: r["workers"])  # speed-ups are against the fewest workers
+        for r in sorted(results, key=lambda r: r["workers"])[1:]:
             print(
                 f"{r['workers']} vs {base['workers']} worker node(s): wall time ratio "
                 f"{r['wall_s'] / base['wall_s']:.2f} (speed-up {base['wall_s'] / r['wall_s']:.2f}x)"
