@@ -20,6 +20,7 @@ COMMAND_MODULES = [
     "pocketquant.commands.package",
     "pocketquant.commands.compare",
     "pocketquant.commands.plots_template",
+    "pocketquant.commands.sweep",
 ]
 DEBUG_HELP = "on failure, also print the Python traceback (default: one line)"
 

@@ -44,6 +44,8 @@ from pocketquant.testing.hostile_inputs import (
     write_safetensors,
 )
 
+REPO_DIR = str(Path(__file__).resolve().parents[2])  # this repository (a real git work tree)
+
 AWAITS_CONVERTER = (
     "awaits the converter rewrite in /work/fam (issue 9: checkpoint validated against its config "
     "before writing); the lead flips this row after merging it"
@@ -542,6 +544,13 @@ TABLE: list[Row] = [
         ("t.html", "is a directory"), readme="output"),
     Row("plots_template-output-read-only-dir", cmd("plots-template", in_readonly_dir("t.html")),
         ("ro/t.html", NOT_WRITABLE), readme="output"),
+    # sweep (its own settings file and repository checks; the rest is in tests/sweep)
+    Row("sweep-not-a-git-repository", cmd("sweep", "-S", "quant=q4_k_m"), ("not a git repository",),
+        readme="input"),
+    Row("sweep-settings-missing", cmd("sweep", "-S", "quant=q4_k_m", "--config", "nope.yaml", "-C", REPO_DIR),
+        ("nope.yaml",), readme="input"),
+    Row("sweep-settings-fifo", cmd("sweep", "-S", "quant=q4_k_m", "--config", fifo("s.yaml"), "-C", REPO_DIR),
+        ("s.yaml", "FIFO"), subprocess=True, readme="fifo"),
     # stages (through stages/common.py run())
     Row("stage-check_params-unknown-key",
         stage("check_params", "--out", "ok.txt", setup=params(quant={"bogus": 1})),
