@@ -49,11 +49,19 @@ def main() -> None:
     ap.add_argument("--metrics", required=True, help="metrics JSON to write")
     ap.add_argument("--generations", required=True, help="generated texts JSON to write")
     ap.add_argument("--tokens", required=True, help="per-token scores to write (NLL, KLD, same top-1)")
+    ap.add_argument(
+        "--unquantized",
+        action="store_true",
+        help="the model is the base itself (evaluate_base): the quant and calib params are not read, "
+        "so a sweep over schemes shares this stage (default: a quantized variant)",
+    )
     args = ap.parse_args()
+    if args.unquantized and not args.name:
+        ap.error("--unquantized needs --name (there is no scheme to name the row after)")
     p = load_params()
     e = p["eval"]
     model = Path(args.model)
-    if p["quant"]["imatrix"]:
+    if not args.unquantized and p["quant"]["imatrix"]:
         refuse_calibration_overlap(args.base, e, p["calib"])
     evaluate_variant(
         variant_path(model) if model.is_dir() else model,

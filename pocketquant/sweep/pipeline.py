@@ -3,7 +3,11 @@
 A stage is *shared* by a sweep when every point gives it the same parameter values (the keys its
 `params:` lists plus the `${...}` its command interpolates) and every stage upstream of it is shared
 too: its outputs are then the same for all points, so one task computes them once and every
-experiment restores them from the DVC remote. Read from dvc.yaml, without running DVC.
+experiment restores them from the DVC remote. A stage marked `meta: {same_output_for_any_params:
+true}` in dvc.yaml (check_params: it only validates params.yaml and writes a constant marker) is
+shared whatever its params, when its upstream is: every point's own `dvc exp run` re-runs it for
+its own params (seconds), and the marker it writes is the same bytes, so nothing downstream moves.
+Read from dvc.yaml, without running DVC.
 """
 
 from __future__ import annotations
@@ -31,6 +35,7 @@ class Stage:
     deps: tuple[str, ...]
     outs: tuple[str, ...]
     uncached_outs: tuple[str, ...]  # `cache: false` outputs (kept in git, not on the DVC remote)
+    params_independent: bool = False  # meta.same_output_for_any_params: outputs never depend on params
 
 
 @dataclass(frozen=True)
@@ -60,7 +65,8 @@ class Pipeline:
         shared: list[str] = []
         for stage in self.stages:
             signatures = [_signature(stage, point) for point in points]
-            if all(s == signatures[0] for s in signatures) and self.upstream(stage.name) <= set(shared):
+            same = stage.params_independent or all(s == signatures[0] for s in signatures)
+            if same and self.upstream(stage.name) <= set(shared):
                 shared.append(stage.name)
         return shared
 
@@ -99,7 +105,11 @@ def _parse_stage(dvc_yaml: Path, name: str, spec: dict[str, Any]) -> Stage:
             outs.append(path)
             if (opts or {}).get("cache", True) is False:
                 uncached.append(path)
-    return Stage(name, tuple(params), tuple(spec.get("deps") or []), tuple(outs), tuple(uncached))
+    meta = spec.get("meta") or {}
+    independent = bool(isinstance(meta, dict) and meta.get("same_output_for_any_params"))
+    return Stage(
+        name, tuple(params), tuple(spec.get("deps") or []), tuple(outs), tuple(uncached), independent
+    )
 
 
 def _topological(stages: list[Stage], dvc_yaml: Path) -> list[Stage]:

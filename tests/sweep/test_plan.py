@@ -81,14 +81,18 @@ def test_glob_sweeps_are_refused_like_dvc_refuses_them() -> None:
 @pytest.mark.parametrize(
     ("overrides", "shared"),
     [
+        # check_params (meta: same_output_for_any_params) is shared whatever the points' params
         (
             ["quant=q4_k_m,q8_0,nf4", "eval=smoke"],
-            ["acquire", "convert", "calibrate", "reference", "evaluate_base"],
+            ["check_params", "acquire", "convert", "calibrate", "reference", "evaluate_base"],
         ),
-        (["eval.chunks=1,2"], ["acquire", "convert", "calibrate", "quantize"]),
-        (["quant.imatrix=true,false"], ["acquire", "convert", "reference", "evaluate_base"]),
-        (["convert.outtype=f16,bf16"], ["acquire", "calibrate", "reference"]),
-        (["model.revision=a,b"], []),
+        (["eval.chunks=1,2"], ["check_params", "acquire", "convert", "calibrate", "quantize"]),
+        (
+            ["quant.imatrix=true,false"],
+            ["check_params", "acquire", "convert", "reference", "evaluate_base"],
+        ),
+        (["convert.outtype=f16,bf16"], ["check_params", "acquire", "calibrate", "reference"]),
+        (["model.revision=a,b"], ["check_params"]),
         (["quant=q8_0"], []),
     ],
 )
