@@ -61,7 +61,7 @@ class Carry:
     hold several results for the same inputs, from different machines."""
 
     lock: dict[str, Any]
-    files: dict[str, str]
+    files: dict[str, bytes]  # path -> contents
 
 
 @dataclass(frozen=True)
@@ -251,16 +251,17 @@ def _apply_carry(clone: Path, carry: Carry) -> None:
     """
     lock = {"schema": "2.0", "stages": dict(carry.lock)}
     (clone / "dvc.lock").write_text(yaml.safe_dump(lock, sort_keys=False), encoding="utf-8")
-    for path, text in carry.files.items():
+    for path, data in carry.files.items():
         target = clone / path
         target.parent.mkdir(parents=True, exist_ok=True)
-        target.write_text(text, encoding="utf-8")
+        target.write_bytes(data)
 
 
 def _collect_carry(clone: Path, spec: TaskSpec) -> Carry:
     lock = yaml.safe_load((clone / "dvc.lock").read_text(encoding="utf-8")) or {}
     stages = lock.get("stages") or {}
-    files = {p: (clone / p).read_text(encoding="utf-8") for p in spec.carry_files if (clone / p).is_file()}
+    # bytes: the carried outputs include binary ones (per-token scores in safetensors)
+    files = {p: (clone / p).read_bytes() for p in spec.carry_files if (clone / p).is_file()}
     return Carry(lock={name: stages[name] for name in spec.stages if name in stages}, files=files)
 
 
