@@ -227,7 +227,8 @@ def test_failing_stage_on_a_local_cluster_is_reported_with_its_error_line(lab: L
     assert task["state"] == "failed" and len(task["attempts"]) == 1
     assert task["error"].startswith("stage quantize: error:") and "Q9_BOGUS" in task["error"]
     attempt = task["attempts"][0]
-    assert attempt["ran"] == ["quantize"], attempt
+    # check_params re-checks this point's own params (a constant marker: nothing downstream moves)
+    assert attempt["ran"] == ["check_params", "quantize"], attempt
     assert {"acquire", "convert", "reference"} <= set(attempt["restored"]), attempt
     assert attempt["node"] not in {n.node_id for n in lab.cluster.list_all_nodes()}  # its own cluster
     assert any((lab.work / "cache" / "files" / "md5").iterdir()), "the node's shared cache is empty"
