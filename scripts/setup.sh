@@ -14,6 +14,9 @@ $PIP install -q "torch==2.13.0"
 $PIP install -q "llama-cpp-python==0.3.36"
 # Editable install compiles the Cython kernel in kernels/.
 $PIP install -q --no-build-isolation -e ".[pipeline,runtime,dev]"
+# llama.cpp's own HF -> GGUF converter (convert.backend=llamacpp; the oracle of the converter tests),
+# extracted from the pinned llama-cpp-python sdist into .venv/share/pocketquant/llama.cpp-convert.
+.venv/bin/python scripts/install_llamacpp_converter.py
 
 # Debian tools the tests use for real peers: an OpenSSH server for the SSH-remote test (tests start
 # it on 127.0.0.1 themselves) and Go, whose text/template engine checks our Ollama TEMPLATE renderer.

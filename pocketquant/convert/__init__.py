@@ -1,4 +1,5 @@
-"""HF -> GGUF conversion for the Llama family (our own converter on gguf-py's GGUFWriter)."""
+"""HF -> GGUF conversion: our native converter (one module per model family in families/) and
+llama.cpp's own converter as the backend for any other architecture."""
 
 from pocketquant.convert.errors import ConversionError
 from pocketquant.convert.hf_to_gguf import OUTTYPES, convert_hf_to_gguf
