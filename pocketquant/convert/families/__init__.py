@@ -17,7 +17,7 @@ from pocketquant.convert.families.base import Family, OutputTransform
 
 _REGISTRY: dict[str, type[Family]] = {}
 # Family modules, imported on first use (each registers its classes).
-_MODULES = ("llama",)
+_MODULES = ("llama", "mistral", "qwen2", "qwen3", "gemma")
 
 
 def register(cls: type[Family]) -> type[Family]:
