@@ -108,7 +108,7 @@ def convert_hf_to_gguf(
     if key not in OUTTYPES:
         raise ConversionError(f"unknown outtype {outtype!r}; choose one of {', '.join(OUTTYPES)}")
     qtype, ftype = OUTTYPES[key]
-    validate_model_dir(model_dir)
+    raw_config = validate_model_dir(model_dir)
     hparams, config = load_hparams(model_dir)
     family = family_for(hparams, model_dir)(model_dir, hparams, ftype)
     tensors = index_checkpoint(model_dir)
@@ -117,7 +117,7 @@ def convert_hf_to_gguf(
 
     meta = GGUFMetadata(family.arch_name)
     meta.add_type(gguf.GGUFType.MODEL)
-    meta.add_name(name or _model_name(read_config(model_dir), model_dir))
+    meta.add_name(family.model_name(name or _model_name(raw_config, model_dir)))
     family.set_gguf_parameters(meta)
     meta.add_quantization_version(gguf.GGML_QUANT_VERSION)
     family.set_vocab(meta)

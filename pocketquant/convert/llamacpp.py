@@ -53,7 +53,8 @@ logging.disable(logging.WARNING)
 for job in json.load(open(JOBS)):
     current.clear()
     current.update(job)
-    sys.argv = ["convert_hf_to_gguf.py", job["model_dir"], "--outfile", job["out"], "--outtype", job["outtype"]]
+    sys.argv = ["convert_hf_to_gguf.py", job["model_dir"], "--outfile", job["out"],
+                "--outtype", job["outtype"]]
     if job.get("name"):
         sys.argv += ["--model-name", job["name"]]
     print("converting", job["model_dir"], file=sys.stderr, flush=True)

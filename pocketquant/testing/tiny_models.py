@@ -22,6 +22,7 @@ from pocketquant.models.checkpoint import save_checkpoint
 from pocketquant.testing.tiny_tokenizers import (
     BPE_STYLES,
     LLAMA3_SPECIAL_TOKENS,
+    SPM_STYLES,
     TINY_CORPUS,
     build_bpe_tokenizer,
     build_spm_tokenizer,
@@ -178,7 +179,7 @@ def _randomize(model: Any, seed: int) -> None:
                 param.copy_(0.1 * torch.randn(param.shape, generator=gen))
 
 
-def _save(model: Any, tok: Any, tmp: Path, name: str, dtype: str) -> None:
+def _save(model: Any, tok: Any, tmp: Path, name: str, dtype: str, spm_add_bos: bool | None = None) -> None:
     import torch
     from transformers import GenerationConfig
 
@@ -189,18 +190,21 @@ def _save(model: Any, tok: Any, tmp: Path, name: str, dtype: str) -> None:
     model.config.name_or_path = name
     tok.name_or_path = name
     save_checkpoint(model, tok, tmp)
-    _record_added_tokens(tmp)
+    _record_added_tokens(tmp, spm_add_bos)
 
 
-def _record_added_tokens(out_dir: Path) -> None:
-    """List the added tokens in tokenizer_config.json (`added_tokens_decoder`), as the families'
-    hub checkpoints do (transformers 5 keeps them in tokenizer.json only); llama.cpp's
-    SentencePiece conversion reads them from there."""
+def _record_added_tokens(out_dir: Path, add_bos: bool | None) -> None:
+    """List the added tokens in tokenizer_config.json (`added_tokens_decoder`), and for
+    SentencePiece tokenizers `add_bos_token`/`add_eos_token`, as the families' hub checkpoints do
+    (transformers 5 keeps them in tokenizer.json only); llama.cpp's SentencePiece conversion reads
+    them from there."""
     added = json.loads((out_dir / "tokenizer.json").read_text(encoding="utf-8"))["added_tokens"]
     path = out_dir / "tokenizer_config.json"
     config = json.loads(path.read_text(encoding="utf-8"))
     keys = ("content", "lstrip", "normalized", "rstrip", "single_word", "special")
     config["added_tokens_decoder"] = {str(t["id"]): {k: t[k] for k in keys} for t in added}
+    if add_bos is not None:
+        config.update(add_bos_token=add_bos, add_eos_token=False)
     path.write_text(json.dumps(config, indent=2, sort_keys=True, ensure_ascii=False) + "\n", encoding="utf-8")
 
 
@@ -248,7 +252,8 @@ def build_tiny_model(
         torch.manual_seed(seed)
         model = getattr(transformers, spec.model_class)(cfg)
         _randomize(model, seed)
-        _save(model, tok, tmp, f"tiny-{family}", dtype)
+        kind, style = spec.tokenizer
+        _save(model, tok, tmp, f"tiny-{family}", dtype, SPM_STYLES[style].add_bos if kind == "spm" else None)
     return out_dir
 
 
@@ -303,5 +308,5 @@ def build_tiny_llama(
         torch.manual_seed(seed)
         model = LlamaForCausalLM(config)
         _randomize(model, seed)
-        _save(model, tok, tmp, "tiny-llama", dtype)
+        _save(model, tok, tmp, "tiny-llama", dtype, True if tokenizer == "spm" else None)
     return out_dir

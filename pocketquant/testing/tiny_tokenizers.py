@@ -180,6 +180,8 @@ class SPMStyle:
     user_defined: tuple[str, ...] = ()  # user-defined pieces inside the model (Gemma's turn tokens)
     added_special: tuple[str, ...] = ()  # tokens added after the pieces by transformers (Phi-3)
     add_bos: bool = True
+    # special tokens that swallow the whitespace after them (Phi-3's chat tokens and </s>)
+    rstrip: tuple[str, ...] = ()
 
 
 SPM_STYLES: dict[str, SPMStyle] = {
@@ -198,6 +200,7 @@ SPM_STYLES: dict[str, SPMStyle] = {
         added_special=("<|endoftext|>", "<|assistant|>", "<|placeholder1|>", "<|system|>", "<|end|>",
                        "<|user|>"),
         add_bos=False,
+        rstrip=("</s>", "<|assistant|>", "<|placeholder1|>", "<|system|>", "<|end|>", "<|user|>"),
     ),
 }  # fmt: skip
 
@@ -269,5 +272,16 @@ def build_spm_tokenizer(work_dir: Path, vocab_size: int = 400, style: str = "lla
         clean_up_tokenization_spaces=False,
     )
     if st.added_special:
-        hf_tok.add_special_tokens({"additional_special_tokens": list(st.added_special)})
+        hf_tok.add_special_tokens(
+            {
+                "additional_special_tokens": [
+                    AddedToken(t, rstrip=t in st.rstrip, special=True, normalized=False)
+                    for t in st.added_special
+                ]
+            }
+        )
+    if eos in st.rstrip:
+        hf_tok.backend_tokenizer.add_special_tokens(
+            [AddedToken(eos, rstrip=True, special=True, normalized=False)]
+        )
     return hf_tok

@@ -17,7 +17,7 @@ from pocketquant.convert.families.base import Family, OutputTransform
 
 _REGISTRY: dict[str, type[Family]] = {}
 # Family modules, imported on first use (each registers its classes).
-_MODULES = ("llama", "mistral", "qwen2", "qwen3", "gemma")
+_MODULES = ("llama", "mistral", "qwen2", "qwen3", "gemma", "phi3", "phi2", "olmo2", "granite")
 
 
 def register(cls: type[Family]) -> type[Family]:

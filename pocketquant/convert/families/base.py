@@ -212,6 +212,10 @@ class Family:
                 f"native {self.label} converter; convert with convert.backend=llamacpp"
             )
 
+    def model_name(self, name: str) -> str:
+        """general.name for the GGUF (some llama.cpp behaviour keys on it; see Phi-3)."""
+        return name
+
     # -------------------------------------------------------------------------------- tokenizer
 
     def set_vocab(self, meta: GGUFMetadata) -> None:
