@@ -28,7 +28,7 @@ from pocketquant.convert.families.llama import LlamaFamily, llama3_rope_factors,
 from pocketquant.convert.metadata import GGUFMetadata
 from pocketquant.convert.source import CheckpointReader, SourceTensor, index_checkpoint
 from pocketquant.gguf_file import GGMLType, TensorInfo, create_gguf
-from pocketquant.models.checkpoint import read_config, validate_model_dir
+from pocketquant.models.checkpoint import validate_model_dir
 
 OUTTYPES = {
     "f32": (GGMLType.F32, gguf.LlamaFileType.ALL_F32),
@@ -49,15 +49,23 @@ __all__ = [
 
 
 def load_hparams(model_dir: Path) -> tuple[dict[str, Any], Any]:
-    """(config as a dict, transformers config object or None), the dict as llama.cpp's converter
-    reads it: transformers' normalized config (defaults filled in), else config.json as written."""
+    """(config as a dict, transformers config object), the dict as llama.cpp's converter reads it:
+    transformers' normalized config, defaults filled in. Every native family is a transformers
+    architecture, so a config transformers refuses is a broken config.json."""
     from transformers import AutoConfig
 
     try:
         config = AutoConfig.from_pretrained(model_dir, trust_remote_code=False)
-    except Exception:  # an architecture transformers does not know: the raw file, as llama.cpp does
-        return read_config(model_dir), None
+    except Exception as exc:  # transformers raises many types for a bad config
+        raise ConversionError(
+            f"{model_dir / 'config.json'}: transformers refuses it ({one_line(exc)})"
+        ) from exc
     return config.to_dict(), config
+
+
+def one_line(exc: BaseException) -> str:
+    """An exception's message on one line (for errors that quote a library's multi-line text)."""
+    return " ".join(str(exc).split()) or type(exc).__name__
 
 
 def gguf_tensor_name(hf_name: str) -> str | None:
@@ -109,11 +117,11 @@ def convert_hf_to_gguf(
         raise ConversionError(f"unknown outtype {outtype!r}; choose one of {', '.join(OUTTYPES)}")
     qtype, ftype = OUTTYPES[key]
     raw_config = validate_model_dir(model_dir)
+    family_cls = family_for(raw_config, model_dir)
     hparams, config = load_hparams(model_dir)
-    family = family_for(hparams, model_dir)(model_dir, hparams, ftype)
+    family = family_cls(model_dir, hparams, ftype)
     tensors = index_checkpoint(model_dir)
-    if config is not None:
-        check_tensors_match_config(model_dir, config, tensors, ignored=family.skipped_suffixes)
+    check_tensors_match_config(model_dir, config, tensors, ignored=family.skipped_suffixes)
 
     meta = GGUFMetadata(family.arch_name)
     meta.add_type(gguf.GGUFType.MODEL)

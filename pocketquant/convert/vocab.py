@@ -79,7 +79,9 @@ def load_tokenizer(model_dir: Path) -> Any:
     try:
         return AutoTokenizer.from_pretrained(model_dir)
     except Exception as exc:  # transformers raises many types for a broken tokenizer
-        raise ConversionError(f"{model_dir}: cannot load the tokenizer ({exc})") from exc
+        raise ConversionError(
+            f"{model_dir}: cannot load the tokenizer ({' '.join(str(exc).split())})"
+        ) from exc
 
 
 def add_special_vocab(meta: GGUFMetadata, model_dir: Path, **kwargs: Any) -> SpecialTokens:

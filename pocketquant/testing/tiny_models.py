@@ -36,6 +36,7 @@ __all__ = [
     "TinyFamily",
     "build_bpe_tokenizer",
     "build_spm_tokenizer",
+    "build_tiny_gpt2",
     "build_tiny_llama",
     "build_tiny_model",
     "chat_template",
@@ -309,4 +310,35 @@ def build_tiny_llama(
         model = LlamaForCausalLM(config)
         _randomize(model, seed)
         _save(model, tok, tmp, "tiny-llama", dtype, True if tokenizer == "spm" else None)
+    return out_dir
+
+
+def build_tiny_gpt2(out_dir: str | os.PathLike[str], *, seed: int = 0) -> Path:
+    """A tiny GPT2LMHeadModel: an architecture llama.cpp's converter handles and ours does not
+    (the `convert.backend=llamacpp` case), with a GPT-2 style byte-level BPE tokenizer."""
+    import torch
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    out_dir = Path(out_dir)
+    with atomic_path(out_dir, directory=True) as tmp:
+        tok = build_bpe_tokenizer(tmp, style="gpt2")
+        config = GPT2Config(
+            vocab_size=len(tok),
+            n_embd=256,
+            n_layer=2,
+            n_head=4,
+            n_positions=256,
+            bos_token_id=tok.bos_token_id,
+            eos_token_id=tok.eos_token_id,
+            initializer_range=0.15,
+        )
+        torch.manual_seed(seed)
+        model = GPT2LMHeadModel(config)
+        _randomize(model, seed)
+        _save(model, tok, tmp, "tiny-gpt2", "float32")
+        # GPT-2's hub config.json carries n_ctx (llama.cpp's converter reads it); transformers 5 drops it
+        path = tmp / "config.json"
+        config_json = json.loads(path.read_text(encoding="utf-8"))
+        config_json["n_ctx"] = config.n_positions
+        path.write_text(json.dumps(config_json, indent=2, sort_keys=True) + "\n", encoding="utf-8")
     return out_dir

@@ -8,7 +8,6 @@ converter (`convert.backend=llamacpp`).
 from __future__ import annotations
 
 import importlib
-import json
 from pathlib import Path
 from typing import Any
 
@@ -65,13 +64,16 @@ def family_for(hparams: dict[str, Any], model_dir: Path) -> type[Family]:
 
 def output_transform(model_dir: str | Path) -> OutputTransform:
     """The output transform (lm_head bias, logit scale, final soft-capping) of the checkpoint in
-    `model_dir`, for evaluation; reads config.json only."""
+    `model_dir`, for evaluation; reads its config only."""
     import gguf
 
+    from pocketquant.convert.hf_to_gguf import load_hparams
+    from pocketquant.models.checkpoint import read_config
+
     model_dir = Path(model_dir)
-    hparams = json.loads((model_dir / "config.json").read_text(encoding="utf-8"))
-    family = family_for(hparams, model_dir)(model_dir, hparams, gguf.LlamaFileType.ALL_F32)
-    return family.output_transform()
+    family_cls = family_for(read_config(model_dir), model_dir)
+    hparams, _ = load_hparams(model_dir)
+    return family_cls(model_dir, hparams, gguf.LlamaFileType.ALL_F32).output_transform()
 
 
 __all__ = [
