@@ -293,8 +293,12 @@ def test_smollm2_reproduces_the_llama_cpp_converted_file(smollm2_gguf_f32: Path)
 
     ref = gguf.GGUFReader(embedded_gguf_path())
     ours = gguf.GGUFReader(smollm2_gguf_f32)
+    # The package's file comes from an older llama.cpp converter, which also wrote
+    # add_space_prefix=false for BPE vocabularies; the pinned one (our oracle) does not, and false
+    # is llama.cpp's default for BPE anyway.
+    older_converter_only = {"tokenizer.ggml.add_space_prefix"}
     for key in ref.fields:
-        if key.startswith("tokenizer."):
+        if key.startswith("tokenizer.") and key not in older_converter_only:
             assert _field(ours, key) == _field(ref, key), key
     ref_tensors = {t.name: t for t in ref.tensors}
     our_tensors = {t.name: t for t in ours.tensors}

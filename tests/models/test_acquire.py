@@ -13,7 +13,8 @@ from pathlib import Path
 import pytest
 
 from pocketquant.errors import ConfigError
-from pocketquant.models import ModelSource, acquire_model, build_tiny_llama, embedded_gguf_path
+from pocketquant.models import ModelSource, acquire_model, embedded_gguf_path
+from pocketquant.testing.tiny_models import build_tiny_llama
 
 
 def _digests(directory: Path) -> dict[str, str]:
