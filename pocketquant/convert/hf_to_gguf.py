@@ -92,7 +92,7 @@ class PlannedTensor:
     shape: tuple[int, ...]  # HF (row-major) shape after the family's changes
     type: GGMLType
     source: SourceTensor | None  # None for generated tensors
-    data: Any = None  # generated tensors: the torch tensor itself
+    data: Any = None  # generated tensors: the values themselves (a torch tensor or numpy array)
 
     @property
     def info(self) -> TensorInfo:
@@ -157,7 +157,7 @@ def plan_tensors(family: Family, tensors: dict[str, SourceTensor], qtype: GGMLTy
     """Every output tensor in file order: generated ones first (as llama.cpp writes them), then
     token_embd, the blocks by index, and the rest (output_norm, output)."""
     plan = [
-        PlannedTensor(gname, tuple(data.shape), output_type(gname, data.dim(), qtype), None, data)
+        PlannedTensor(gname, tuple(data.shape), output_type(gname, len(data.shape), qtype), None, data)
         for gname, data in family.extra_tensors()
     ]
     mapped = []
@@ -189,27 +189,36 @@ def plan_tensors(family: Family, tensors: dict[str, SourceTensor], qtype: GGMLTy
 def produce(family: Family, reader: CheckpointReader, p: PlannedTensor) -> Iterator[np.ndarray]:
     """The bytes of one output tensor, in pieces of whole rows."""
     if p.source is None:
-        yield _cast(p.data.numpy(), p.type)
+        yield _cast(np.asarray(p.data), p.type)
         return
     t = p.source
     rows = p.shape[0] if p.shape else 1
     step = rows
     if family.transform_is_rowwise(t.name) and len(t.shape) > 1:
         step = max(1, _CHUNK_BYTES // (4 * t.row_elements))
+    scratch: dict[str, np.ndarray] = {}
     for start in range(0, rows, step):
         data = reader.read(t, start, min(rows, start + step))
-        if not bool(data.isfinite().all()):
-            raise ConversionError(f"{t.file}: tensor {t.name!r} contains NaN or Inf")
-        yield _cast(family.transform(t.name, data).numpy(), p.type)
+        yield _cast(family.transform(t.name, data), p.type, scratch)
 
 
-def _cast(data: np.ndarray, qtype: GGMLType) -> np.ndarray:
-    """Working-dtype data -> the bytes of `qtype` (gguf-py's conversions)."""
-    if qtype == GGMLType.F32:
-        return np.ascontiguousarray(data, dtype=np.float32)
-    if qtype == GGMLType.F16:
-        return np.ascontiguousarray(data, dtype=np.float16)
-    return _to_bf16(np.ascontiguousarray(data, dtype=np.float32))
+def _cast(data: np.ndarray, qtype: GGMLType, scratch: dict[str, np.ndarray] | None = None) -> np.ndarray:
+    """Working-dtype data -> the bytes of `qtype` (gguf-py's conversions: numpy casts, BF16 by
+    round-to-nearest-even). scratch: reusable output buffers (the caller writes each piece before
+    asking for the next)."""
+    target = {GGMLType.F32: np.dtype(np.float32), GGMLType.F16: np.dtype(np.float16)}.get(qtype)
+    if target is None:
+        return _to_bf16(np.ascontiguousarray(data, dtype=np.float32))
+    if data.dtype == target:
+        return np.ascontiguousarray(data)
+    if scratch is None:
+        return np.ascontiguousarray(data, dtype=target)
+    buf = scratch.get(target.name)
+    if buf is None or buf.size < data.size:
+        buf = scratch[target.name] = np.empty(data.size, dtype=target)
+    out = buf[: data.size].reshape(data.shape)
+    np.copyto(out, data, casting="same_kind")
+    return out
 
 
 def _to_bf16(data: np.ndarray) -> np.ndarray:

@@ -1,9 +1,10 @@
-"""The tensors of an HF checkpoint, indexed without loading them and read in row ranges.
+"""The tensors of an HF checkpoint, indexed from the safetensors headers and read in row ranges.
 
 Handles one `model.safetensors`, or shards listed by `model.safetensors.index.json` (the index and
-the shards must agree). Data is read lazily, a range of rows at a time, so converting a model needs
-memory for one chunk, not one model. Reading follows llama.cpp's converter: F16 stays F16, F32
-stays F32, BF16 (and any other float type) becomes F32; transforms run in that working dtype.
+the shards must agree). Data is read with plain positioned reads (no memory map), a range of rows
+at a time, so converting a model holds one chunk, not the model, in memory. Values come back as
+llama.cpp's converter works on them: F16 stays F16, F32 stays F32, BF16 becomes F32 (exactly).
+A non-finite value (NaN, Inf) is refused naming the tensor; it is found on the raw bits.
 """
 
 from __future__ import annotations
@@ -11,27 +12,31 @@ from __future__ import annotations
 import contextlib
 import json
 import math
+import struct
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import IO
+
+import numpy as np
 
 from pocketquant.convert.errors import ConversionError
 
-if TYPE_CHECKING:
-    import torch
-
-# safetensors dtype names we accept (floating point weights); anything else is refused by name.
-FLOAT_DTYPES = ("F32", "F16", "BF16")
+# safetensors dtype -> (bytes per element, numpy dtype of its raw bits)
+_DTYPES = {"F32": (4, np.dtype("<u4")), "F16": (2, np.dtype("<u2")), "BF16": (2, np.dtype("<u2"))}
+FLOAT_DTYPES = tuple(_DTYPES)
+_MAX_HEADER = 100 << 20  # safetensors' own limit on the JSON header
 
 
 @dataclass(frozen=True)
 class SourceTensor:
-    """One tensor of the checkpoint: its file, HF shape (row-major, PyTorch order) and dtype."""
+    """One tensor of the checkpoint: its file, HF shape (row-major, PyTorch order), dtype and the
+    absolute byte offset of its data in the file."""
 
     name: str
     file: Path
     shape: tuple[int, ...]
-    dtype: str  # safetensors dtype name: F32, F16, BF16, ...
+    dtype: str  # safetensors dtype name: F32, F16, BF16
+    offset: int
 
     @property
     def rows(self) -> int:
@@ -41,17 +46,16 @@ class SourceTensor:
     def row_elements(self) -> int:
         return math.prod(self.shape[1:]) if len(self.shape) > 1 else 1
 
+    @property
+    def itemsize(self) -> int:
+        return _DTYPES[self.dtype][0]
+
 
 def safetensors_files(model_dir: Path) -> list[Path]:
     """The checkpoint's safetensors files: the shards named by the index when there is one."""
     index = model_dir / "model.safetensors.index.json"
     if index.is_file():
-        try:
-            weight_map = json.loads(index.read_text(encoding="utf-8"))["weight_map"]
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError, KeyError, TypeError) as exc:
-            raise ConversionError(f"{index}: not a safetensors index ({exc})") from exc
-        if not isinstance(weight_map, dict) or not weight_map:
-            raise ConversionError(f"{index}: 'weight_map' is empty or not an object")
+        weight_map = _weight_map(index)
         files = sorted({model_dir / str(f) for f in weight_map.values()})
         missing = [f.name for f in files if not f.is_file()]
         if missing:
@@ -63,38 +67,73 @@ def safetensors_files(model_dir: Path) -> list[Path]:
     return files
 
 
-def index_checkpoint(model_dir: Path) -> dict[str, SourceTensor]:
-    """name -> SourceTensor for every tensor of the checkpoint, from the safetensors headers only."""
-    from safetensors import safe_open
+def _weight_map(index: Path) -> dict[str, str]:
+    try:
+        weight_map = json.loads(index.read_text(encoding="utf-8"))["weight_map"]
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError, KeyError, TypeError) as exc:
+        raise ConversionError(f"{index}: not a safetensors index ({exc})") from exc
+    if not isinstance(weight_map, dict) or not weight_map:
+        raise ConversionError(f"{index}: 'weight_map' is empty or not an object")
+    return weight_map
 
-    tensors: dict[str, SourceTensor] = {}
-    for path in safetensors_files(model_dir):
+
+def read_header(path: Path) -> dict[str, SourceTensor]:
+    """The tensors of one safetensors file, checked against the file's size."""
+    size = path.stat().st_size
+    with open(path, "rb") as f:
+        head = f.read(8)
+        if len(head) < 8:
+            raise ConversionError(f"{path}: not a safetensors file (shorter than its 8-byte header length)")
+        (n,) = struct.unpack("<Q", head)
+        if n > min(_MAX_HEADER, size - 8):
+            raise ConversionError(f"{path}: not a safetensors file (header length {n} in a {size}-byte file)")
         try:
-            with safe_open(path, framework="pt") as f:
-                for name in f.keys():  # noqa: SIM118 - safe_open is not a mapping
-                    sl = f.get_slice(name)
-                    if name in tensors:
-                        raise ConversionError(f"{path}: tensor {name!r} is also in {tensors[name].file.name}")
-                    tensors[name] = SourceTensor(name, path, tuple(sl.get_shape()), sl.get_dtype())
-        except ConversionError:
-            raise
-        except Exception as exc:  # safetensors raises its own types for a damaged header
-            raise ConversionError(f"{path}: not a readable safetensors file ({exc})") from exc
-    _check_index_agrees(model_dir, tensors)
-    for t in tensors.values():
-        if t.dtype not in FLOAT_DTYPES:
+            header = json.loads(f.read(n))
+        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise ConversionError(f"{path}: corrupt safetensors header ({exc})") from exc
+    if not isinstance(header, dict):
+        raise ConversionError(f"{path}: corrupt safetensors header (not an object)")
+    base = 8 + n
+    tensors = {}
+    for name, entry in header.items():
+        if name == "__metadata__":
+            continue
+        try:
+            dtype, (start, end) = entry["dtype"], entry["data_offsets"]
+            shape = tuple(int(d) for d in entry["shape"])
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ConversionError(f"{path}: corrupt header entry for tensor {name!r}") from exc
+        if dtype not in _DTYPES:
             raise ConversionError(
-                f"{t.file}: tensor {t.name!r} has dtype {t.dtype}; only {', '.join(FLOAT_DTYPES)} "
-                "checkpoints convert (dequantize a quantized checkpoint first)"
+                f"{path}: tensor {name!r} has dtype {dtype}; only {', '.join(FLOAT_DTYPES)} checkpoints "
+                "convert (dequantize a quantized checkpoint first)"
             )
+        expected = math.prod(shape) * _DTYPES[dtype][0]
+        if any(d < 0 for d in shape) or end - start != expected or not 0 <= start <= end <= size - base:
+            raise ConversionError(
+                f"{path}: tensor {name!r} (shape {list(shape)}, {dtype}) does not fit its data range "
+                f"[{start}, {end}) of a {size}-byte file"
+            )
+        tensors[name] = SourceTensor(name, path, shape, dtype, base + start)
     return tensors
 
 
-def _check_index_agrees(model_dir: Path, tensors: dict[str, SourceTensor]) -> None:
+def index_checkpoint(model_dir: Path) -> dict[str, SourceTensor]:
+    """name -> SourceTensor for every tensor of the checkpoint, from the safetensors headers only."""
+    tensors: dict[str, SourceTensor] = {}
+    for path in safetensors_files(model_dir):
+        for name, t in read_header(path).items():
+            if name in tensors:
+                raise ConversionError(f"{path}: tensor {name!r} is also in {tensors[name].file.name}")
+            tensors[name] = t
     index = model_dir / "model.safetensors.index.json"
-    if not index.is_file():
-        return
-    weight_map = json.loads(index.read_text(encoding="utf-8"))["weight_map"]
+    if index.is_file():
+        _check_index_agrees(index, tensors)
+    return tensors
+
+
+def _check_index_agrees(index: Path, tensors: dict[str, SourceTensor]) -> None:
+    weight_map = _weight_map(index)
     for name, file in sorted(weight_map.items()):
         if name not in tensors:
             raise ConversionError(f"{index}: tensor {name!r} is listed for {file} but is not in it")
@@ -107,19 +146,21 @@ def _check_index_agrees(model_dir: Path, tensors: dict[str, SourceTensor]) -> No
         raise ConversionError(f"{index}: tensor {extra[0]!r} is in the shards but not in the index")
 
 
-def working_dtype(t: torch.Tensor) -> torch.Tensor:
-    """llama.cpp's converter keeps F16 and F32 and turns every other dtype into F32."""
-    import torch
-
-    return t if t.dtype in (torch.float16, torch.float32) else t.to(torch.float32)
-
-
 class CheckpointReader:
     """Open safetensors files for the duration of a conversion; reads row ranges of tensors."""
 
     def __init__(self) -> None:
         self._stack = contextlib.ExitStack()
-        self._handles: dict[Path, Any] = {}
+        self._files: dict[Path, IO[bytes]] = {}
+        # scratch buffers reused by every read: fresh multi-megabyte arrays per chunk would spend
+        # more time in page faults than in the conversion
+        self._buffers: dict[str, np.ndarray] = {}
+
+    def _buffer(self, key: str, count: int, dtype: np.dtype) -> np.ndarray:
+        buf = self._buffers.get(key)
+        if buf is None or buf.size < count or buf.dtype != dtype:
+            buf = self._buffers[key] = np.empty(count, dtype=dtype)
+        return buf[:count]
 
     def __enter__(self) -> CheckpointReader:
         return self
@@ -127,18 +168,40 @@ class CheckpointReader:
     def __exit__(self, *exc: object) -> None:
         self._stack.close()
 
-    def _handle(self, path: Path) -> Any:
-        if path not in self._handles:
-            from safetensors import safe_open
+    def _file(self, path: Path) -> IO[bytes]:
+        if path not in self._files:
+            self._files[path] = self._stack.enter_context(open(path, "rb", buffering=0))  # noqa: SIM115
+        return self._files[path]
 
-            self._handles[path] = self._stack.enter_context(safe_open(path, framework="pt"))
-        return self._handles[path]
+    def read(self, t: SourceTensor, start: int = 0, stop: int | None = None) -> np.ndarray:
+        """Rows [start, stop) of `t` (all by default) in the working dtype: float16 or float32.
+        The array lives in a buffer the next read reuses."""
+        stop = t.rows if stop is None else min(stop, t.rows)
+        count = (stop - start) * t.row_elements
+        raw = self._buffer("raw", count, _DTYPES[t.dtype][1])
+        f = self._file(t.file)
+        f.seek(t.offset + start * t.row_elements * t.itemsize)
+        if f.readinto(memoryview(raw).cast("B")) != raw.nbytes:
+            raise ConversionError(f"{t.file}: tensor {t.name!r} is truncated")
+        bits = raw
+        if t.dtype == "BF16":  # the upper half of a float32: widening is exact
+            bits = self._buffer("widened", count, np.dtype(np.uint32))
+            np.left_shift(raw, 16, out=bits, dtype=np.uint32)
+        if _count_nonfinite(bits):
+            raise ConversionError(f"{t.file}: tensor {t.name!r} contains NaN or Inf")
+        shape = (stop - start, *t.shape[1:]) if t.shape else ()
+        return bits.view(np.float16 if t.dtype == "F16" else np.float32).reshape(shape)
 
-    def read(self, t: SourceTensor, start: int = 0, stop: int | None = None) -> torch.Tensor:
-        """Rows [start, stop) of `t` (the whole tensor by default) in the working dtype."""
-        handle = self._handle(t.file)
-        if start == 0 and (stop is None or stop >= t.rows):
-            data = handle.get_tensor(t.name)
+
+def _count_nonfinite(bits: np.ndarray) -> int:
+    """Values whose exponent bits are all set (NaN, +-Inf) in float32 (uint32) or float16 (uint16)
+    bits: the kernel's parallel test for float32, NumPy otherwise (or without the kernel)."""
+    if bits.dtype == np.uint32:
+        try:
+            from pocketquant.quants import count_nonfinite
+        except ImportError:
+            pass
         else:
-            data = handle.get_slice(t.name)[start:stop]
-        return working_dtype(data)
+            return count_nonfinite(bits.view(np.float32))
+    exponent = 0x7F800000 if bits.dtype == np.uint32 else 0x7C00
+    return int(np.count_nonzero((bits & exponent) == exponent))

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from family_cases import reshard
 from safetensors.torch import load_file, save_file
 
 from pocketquant.cli import main as cli_main
@@ -108,8 +109,6 @@ def test_bad_checkpoint_is_refused_naming_the_tensor(case, family_dirs, tmp_path
 
 
 def test_shards_and_index_must_agree(family_dirs, tmp_path, capsys):
-    from conftest import reshard
-
     sharded = reshard(family_dirs["qwen2"], tmp_path / "sharded")
     index = json.loads((sharded / "model.safetensors.index.json").read_text())
     moved = "model.layers.0.mlp.up_proj.weight"
@@ -128,3 +127,17 @@ def test_shards_and_index_must_agree(family_dirs, tmp_path, capsys):
     shutil.copy(tmp_path / "lost-shards" / "model-00001-of-00002.safetensors", lost)
     assert cli_main(["convert", str(lost), str(out)]) == 2
     assert "model-00002-of-00002.safetensors" in capsys.readouterr().err and not out.exists()
+
+
+def test_damaged_safetensors_files_are_refused(family_dirs, tmp_path, capsys):
+    truncated = tmp_path / "truncated"
+    shutil.copytree(family_dirs["gemma"], truncated)
+    data = (truncated / "model.safetensors").read_bytes()
+    (truncated / "model.safetensors").write_bytes(data[:-1000])
+    out = tmp_path / "out.gguf"
+    assert cli_main(["convert", str(truncated), str(out)]) == 2
+    assert re.search(r"model\.safetensors: tensor '[^']+' \(shape .*\) does not fit", capsys.readouterr().err)
+    (truncated / "model.safetensors").write_bytes(b"\xff" * 8 + data[8:200])
+    assert cli_main(["convert", str(truncated), str(out)]) == 2
+    assert "model.safetensors: not a safetensors file" in capsys.readouterr().err
+    assert not out.exists() and sorted(p.name for p in tmp_path.iterdir()) == ["truncated"]

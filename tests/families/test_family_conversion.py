@@ -8,7 +8,7 @@ import re
 from pathlib import Path
 
 import pytest
-from conftest import FAMILIES, INPUT_CASES, OUTTYPES
+from family_cases import FAMILIES, IGNORED_KVS, INPUT_CASES, OUTTYPES
 
 from pocketquant.convert.families import native_architectures, registry
 from pocketquant.convert.pre_hashes import PRE_TOKENIZER_HASHES
@@ -16,13 +16,6 @@ from pocketquant.gguf_file import GGUFFile
 from pocketquant.models.checkpoint import supported_architectures
 from pocketquant.testing.gguf_compare import differences
 from pocketquant.testing.tiny_models import TINY_FAMILIES
-
-# Descriptive metadata llama.cpp's converter derives from the model card and the directory name
-# (gguf.Metadata heuristics: "Tiny Qwen2" from directory "qwen2", a parameter-count label). Ours
-# writes general.name only: the name it is given (the pipeline passes model.name) or the one
-# config.json records. Nothing in llama.cpp's runtime reads these (Phi-3's name check aside, see
-# test_phi3_name_keeps_llama_cpp_whitespace_rules).
-IGNORED_KVS = ("general.name", "general.basename", "general.size_label", "general.finetune")
 
 
 @pytest.mark.parametrize("outtype", OUTTYPES)

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from conftest import FAMILIES
+from family_cases import FAMILIES
 
 from pocketquant.convert.check import SAMPLE_TEXTS, load_llama, logprob_agreement, tokenize_both
 from pocketquant.convert.families import output_transform

@@ -5,8 +5,7 @@ architecture under the native backend is refused naming it and the backend to us
 from __future__ import annotations
 
 import pytest
-from conftest import FAMILIES
-from test_family_conversion import IGNORED_KVS
+from family_cases import FAMILIES, IGNORED_KVS
 
 from pocketquant.cli import main as cli_main
 from pocketquant.convert import ConversionError, convert_hf_to_gguf

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import gguf
+import numpy as np
 
 from pocketquant.convert import vocab
 from pocketquant.convert.errors import ConversionError
@@ -246,7 +247,7 @@ class Family:
         """True when `transform` can run on any range of rows (so the tensor streams in chunks)."""
         return True
 
-    def transform(self, hf_name: str, data: torch.Tensor) -> torch.Tensor:
+    def transform(self, hf_name: str, data: np.ndarray) -> np.ndarray:
         """Change a tensor's values for llama.cpp (q/k permutation, norm shift, ...); default: none."""
         return data
 

@@ -16,18 +16,15 @@ Output transform: final-logit soft-capping (Gemma 2, and Gemma 3 when set).
 from __future__ import annotations
 
 import json
-from typing import TYPE_CHECKING
 
 import gguf
+import numpy as np
 
 from pocketquant.convert import vocab
 from pocketquant.convert.families import register
 from pocketquant.convert.families.base import Family, OutputTransform
 from pocketquant.convert.metadata import GGUFMetadata
 from pocketquant.convert.special_tokens import SpecialTokens
-
-if TYPE_CHECKING:
-    import torch
 
 # CodeGemma's FIM and end-of-turn token ids (llama.cpp writes them for every Gemma 1 model).
 _CODEGEMMA_IDS = {"prefix": 67, "suffix": 69, "middle": 68, "fsep": 70, "eot": 107}
@@ -36,7 +33,7 @@ _CODEGEMMA_IDS = {"prefix": 67, "suffix": 69, "middle": 68, "fsep": 70, "eot": 1
 class _GemmaNorms(Family):
     """The +1 shift of Gemma's (1 + w) RMSNorm weights."""
 
-    def transform(self, hf_name: str, data: torch.Tensor) -> torch.Tensor:
+    def transform(self, hf_name: str, data: np.ndarray) -> np.ndarray:
         return data + 1 if hf_name.endswith("norm.weight") else data
 
 

@@ -15,6 +15,7 @@ from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
 import gguf
+import numpy as np
 
 from pocketquant.convert import vocab
 from pocketquant.convert.errors import ConversionError
@@ -100,7 +101,7 @@ class LlamaFamily(Family):
     def transform_is_rowwise(self, hf_name: str) -> bool:
         return not (self.permutes_qk and _is_q_or_k(hf_name))
 
-    def transform(self, hf_name: str, data: torch.Tensor) -> torch.Tensor:
+    def transform(self, hf_name: str, data: np.ndarray) -> np.ndarray:
         if self.permutes_qk and _is_q_or_k(hf_name):
             n_head = self.find_hparam(["n_heads", "num_attention_heads"])
             n_kv = (
