@@ -217,7 +217,12 @@ def _cast(data: np.ndarray, qtype: GGMLType, scratch: dict[str, np.ndarray] | No
     if buf is None or buf.size < data.size:
         buf = scratch[target.name] = np.empty(data.size, dtype=target)
     out = buf[: data.size].reshape(data.shape)
-    np.copyto(out, data, casting="same_kind")
+    try:  # torch's cast is multi-threaded and gives numpy's bytes (IEEE round to nearest even)
+        import torch
+
+        torch.from_numpy(out).copy_(torch.from_numpy(np.ascontiguousarray(data)))
+    except ImportError:
+        np.copyto(out, data, casting="same_kind")
     return out
 
 

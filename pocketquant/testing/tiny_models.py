@@ -209,6 +209,9 @@ def _record_added_tokens(out_dir: Path, add_bos: bool | None) -> None:
     path.write_text(json.dumps(config, indent=2, sort_keys=True, ensure_ascii=False) + "\n", encoding="utf-8")
 
 
+FAMILY_TEMPLATE = "<the family's>"  # build_tiny_model's default chat template
+
+
 def build_tiny_model(
     out_dir: str | os.PathLike[str],
     family: str,
@@ -220,12 +223,15 @@ def build_tiny_model(
     num_key_value_heads: int = 2,
     seed: int = 0,
     dtype: str = "float32",
+    chat_template: str | None = FAMILY_TEMPLATE,
+    name: str | None = None,
     **config: Any,
 ) -> Path:
     """Write the tiny checkpoint of `family` (a key of TINY_FAMILIES) to `out_dir`.
 
-    dtype: the weights' dtype on disk (float32, float16 or bfloat16). config: overrides of the
-    family's config values (e.g. tie_word_embeddings=False)."""
+    dtype: the weights' dtype on disk (float32, float16 or bfloat16). chat_template: the family's
+    real one by default, another text, or None. name: recorded as the model's name (default
+    tiny-FAMILY). config: overrides of the family's config values (e.g. tie_word_embeddings=False)."""
     import torch
     import transformers
 
@@ -233,6 +239,8 @@ def build_tiny_model(
     out_dir = Path(out_dir)
     with atomic_path(out_dir, directory=True) as tmp:
         tok = _tokenizer(tmp, spec)
+        if chat_template != FAMILY_TEMPLATE:
+            tok.chat_template = chat_template
         values: dict[str, Any] = {
             "vocab_size": len(tok) + spec.vocab_padding,
             "hidden_size": hidden_size,
@@ -254,7 +262,8 @@ def build_tiny_model(
         model = getattr(transformers, spec.model_class)(cfg)
         _randomize(model, seed)
         kind, style = spec.tokenizer
-        _save(model, tok, tmp, f"tiny-{family}", dtype, SPM_STYLES[style].add_bos if kind == "spm" else None)
+        add_bos = SPM_STYLES[style].add_bos if kind == "spm" else None
+        _save(model, tok, tmp, name or f"tiny-{family}", dtype, add_bos)
     return out_dir
 
 
@@ -272,45 +281,31 @@ def build_tiny_llama(
     seed: int = 0,
     dtype: str = "float32",
 ) -> Path:
-    """Write a tiny random LlamaForCausalLM (GQA, optional llama3 rope scaling) to `out_dir`:
-    byte-level BPE with Llama 3's pre-tokenizer and a short Llama 3 chat template, or a
-    Llama 2 style SentencePiece tokenizer."""
-    import torch
-    from transformers import LlamaConfig, LlamaForCausalLM
-
+    """The small Llama of most other areas' tests (hidden 64, GQA 4/2, llama3 RoPE scaling):
+    byte-level BPE with Llama 3's pre-tokenizer and a short Llama 3 chat template, or a Llama 2
+    style SentencePiece tokenizer without one."""
     if tokenizer not in ("bpe", "spm"):
         raise ValueError(f"tokenizer must be 'bpe' or 'spm', not {tokenizer!r}")
-    out_dir = Path(out_dir)
-    with atomic_path(out_dir, directory=True) as tmp:
-        if tokenizer == "bpe":
-            tok = build_bpe_tokenizer(tmp, style="llama3")
-            tok.chat_template = LLAMA3_CHAT_TEMPLATE
-        else:
-            tok = build_spm_tokenizer(tmp, style="llama2")
-        scaling = {"llama3": _LLAMA3_ROPE, "linear": {"rope_type": "linear", "factor": 2.0}, None: None}[
-            rope_scaling
-        ]
-        config = LlamaConfig(
-            vocab_size=len(tok),
-            hidden_size=hidden_size,
-            intermediate_size=intermediate_size,
-            num_hidden_layers=num_hidden_layers,
-            num_attention_heads=num_attention_heads,
-            num_key_value_heads=num_key_value_heads,
-            max_position_embeddings=256,
-            rms_norm_eps=1e-5,
-            rope_theta=10000.0,
-            rope_scaling=scaling,
-            tie_word_embeddings=tie_word_embeddings,
-            bos_token_id=tok.bos_token_id,
-            eos_token_id=tok.eos_token_id,
-            initializer_range=0.15,
-        )
-        torch.manual_seed(seed)
-        model = LlamaForCausalLM(config)
-        _randomize(model, seed)
-        _save(model, tok, tmp, "tiny-llama", dtype, True if tokenizer == "spm" else None)
-    return out_dir
+    scaling = {"llama3": _LLAMA3_ROPE, "linear": {"rope_type": "linear", "factor": 2.0}, None: None}[
+        rope_scaling
+    ]
+    return build_tiny_model(
+        out_dir,
+        "llama" if tokenizer == "bpe" else "llama-spm",
+        hidden_size=hidden_size,
+        intermediate_size=intermediate_size,
+        num_hidden_layers=num_hidden_layers,
+        num_attention_heads=num_attention_heads,
+        num_key_value_heads=num_key_value_heads,
+        seed=seed,
+        dtype=dtype,
+        chat_template=LLAMA3_CHAT_TEMPLATE if tokenizer == "bpe" else None,
+        name="tiny-llama",
+        rope_scaling=scaling,
+        tie_word_embeddings=tie_word_embeddings,
+        rms_norm_eps=1e-5,
+        rope_theta=10000.0,
+    )
 
 
 def build_tiny_gpt2(out_dir: str | os.PathLike[str], *, seed: int = 0) -> Path:
