@@ -21,7 +21,7 @@ from typing import Any
 import gguf
 import numpy as np
 
-from pocketquant.convert.errors import ConversionError
+from pocketquant.convert.errors import ConversionError, one_line
 from pocketquant.convert.expected import check_tensors_match_config
 from pocketquant.convert.families import Family, family_for
 from pocketquant.convert.families.llama import LlamaFamily, llama3_rope_factors, permute_qk
@@ -61,11 +61,6 @@ def load_hparams(model_dir: Path) -> tuple[dict[str, Any], Any]:
             f"{model_dir / 'config.json'}: transformers refuses it ({one_line(exc)})"
         ) from exc
     return config.to_dict(), config
-
-
-def one_line(exc: BaseException) -> str:
-    """An exception's message on one line (for errors that quote a library's multi-line text)."""
-    return " ".join(str(exc).split()) or type(exc).__name__
 
 
 def gguf_tensor_name(hf_name: str) -> str | None:

@@ -18,7 +18,7 @@ from typing import Any
 
 import gguf
 
-from pocketquant.convert.errors import ConversionError
+from pocketquant.convert.errors import ConversionError, one_line
 from pocketquant.convert.metadata import GGUFMetadata
 from pocketquant.convert.pre_hashes import PRE_TOKENIZER_HASHES
 from pocketquant.convert.special_tokens import SpecialTokens
@@ -79,9 +79,7 @@ def load_tokenizer(model_dir: Path) -> Any:
     try:
         return AutoTokenizer.from_pretrained(model_dir)
     except Exception as exc:  # transformers raises many types for a broken tokenizer
-        raise ConversionError(
-            f"{model_dir}: cannot load the tokenizer ({' '.join(str(exc).split())})"
-        ) from exc
+        raise ConversionError(f"{model_dir}: cannot load the tokenizer ({one_line(exc)})") from exc
 
 
 def add_special_vocab(meta: GGUFMetadata, model_dir: Path, **kwargs: Any) -> SpecialTokens:

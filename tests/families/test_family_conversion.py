@@ -56,3 +56,14 @@ def test_pre_tokenizer_table_is_llama_cpp_s(converter_installed: Path):
     ):
         table[digest] = name
     assert len(table) > 80 and table == PRE_TOKENIZER_HASHES
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_tiny_checkpoints_are_byte_identical_on_rebuild(family, family_dirs, tmp_path):
+    from pocketquant.testing.tiny_models import build_tiny_model
+
+    again = build_tiny_model(tmp_path / family, family)
+    first = family_dirs[family]
+    assert sorted(p.name for p in again.iterdir()) == sorted(p.name for p in first.iterdir())
+    for path in first.iterdir():
+        assert (again / path.name).read_bytes() == path.read_bytes(), path.name

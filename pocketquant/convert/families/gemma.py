@@ -69,7 +69,8 @@ class GemmaFamily(_Gemma12):
         vocab.add_sentencepiece_vocab(meta, self.model_dir, self.hparams)
         fim = SpecialTokens(self.model_dir, load_merges=False, special_token_types=list(_CODEGEMMA_IDS))
         for kind, token_id in _CODEGEMMA_IDS.items():
-            fim._set_special_token(kind, token_id)
+            if hasattr(meta, f"add_{kind}_token_id"):  # gguf-py has keys for eot only: the rest is dropped
+                fim._set_special_token(kind, token_id)
         fim.chat_template = None  # already written with the vocabulary
         fim.add_to_gguf(meta, quiet=True)
         meta.add_add_space_prefix(False)
