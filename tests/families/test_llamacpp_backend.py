@@ -103,3 +103,18 @@ def test_backend_failures_are_one_line_errors(
     monkeypatch.setenv(ENV_VAR, str(tmp_path / "nowhere"))
     with pytest.raises(ConversionError, match=r"not installed at .*nowhere.*scripts/setup\.sh"):
         convert_with_llamacpp(family_dirs["gemma"], tmp_path / "g.gguf")
+
+
+def test_acquire_takes_any_architecture_for_the_llamacpp_backend(gpt2_dir, tmp_path):
+    """The pipeline's acquire stage refuses an architecture without a native family unless
+    convert.backend=llamacpp (stages/acquire.py passes any_architecture)."""
+    from pocketquant.models import ModelSource, acquire_model
+
+    source = ModelSource.from_config(path=gpt2_dir)
+    with pytest.raises(
+        PocketquantError, match=r"unsupported architecture GPT2LMHeadModel.*convert\.backend=llamacpp"
+    ):
+        acquire_model(source, tmp_path / "refused")
+    out = acquire_model(source, tmp_path / "hf", any_architecture=True)
+    assert (out / "model.safetensors").read_bytes() == (gpt2_dir / "model.safetensors").read_bytes()
+    assert not (tmp_path / "refused").exists()
