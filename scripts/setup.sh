@@ -24,6 +24,9 @@ fi
 "${PIP[@]}" install -q --no-deps --no-build-isolation -e .
 # Exactly the lock: nothing missing, nothing at another version, nothing extra (extras are removed).
 .venv/bin/python -m pocketquant.envlock requirements.lock --remove-extra
+# llama.cpp's own HF -> GGUF converter (convert.backend=llamacpp; the oracle of the converter tests),
+# extracted from the pinned llama-cpp-python sdist into .venv/share/pocketquant/llama.cpp-convert.
+.venv/bin/python scripts/install_llamacpp_converter.py
 
 # Debian tools the tests use for real peers: an OpenSSH server for the SSH-remote test (tests start
 # it on 127.0.0.1 themselves), Go, whose text/template engine checks our Ollama TEMPLATE renderer,

@@ -1,4 +1,5 @@
-"""Stage acquire: the model source in params `model` -> a full-precision HF checkpoint directory."""
+"""Stage acquire: the model source in params `model` -> a full-precision HF checkpoint directory.
+With `convert.backend=llamacpp` any architecture is accepted (llama.cpp's converter decides)."""
 
 from __future__ import annotations
 
@@ -13,9 +14,10 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--out", required=True, help="HF checkpoint directory to write")
     args = ap.parse_args()
-    m = load_params()["model"]
+    params = load_params()
+    m = params["model"]
     source = ModelSource.from_config(name=m["name"], path=m["path"], hf_id=m["hf_id"], revision=m["revision"])
-    acquire_model(source, args.out)
+    acquire_model(source, args.out, any_architecture=params["convert"].get("backend") == "llamacpp")
 
 
 if __name__ == "__main__":

@@ -1,4 +1,5 @@
-"""Stage convert: the HF checkpoint -> the base GGUF (params `convert.outtype`: f16, bf16 or f32)."""
+"""Stage convert: the HF checkpoint -> the base GGUF (params `convert.outtype`: f16, bf16 or f32;
+`convert.backend`: native, or llamacpp for architectures without a native family)."""
 
 from __future__ import annotations
 
@@ -6,8 +7,7 @@ import argparse
 
 from common import load_params, run
 
-from pocketquant.checkpoint_check import preflight_convert
-from pocketquant.convert import convert_hf_to_gguf
+from pocketquant.convert import convert_model
 
 
 def main() -> None:
@@ -16,8 +16,10 @@ def main() -> None:
     ap.add_argument("--out", required=True, help="GGUF file to write")
     args = ap.parse_args()
     p = load_params()
-    preflight_convert(args.model, args.out)
-    convert_hf_to_gguf(args.model, args.out, outtype=p["convert"]["outtype"], name=p["model"]["name"])
+    c = p["convert"]
+    convert_model(
+        args.model, args.out, c["outtype"], name=p["model"]["name"], backend=c.get("backend", "native")
+    )
 
 
 if __name__ == "__main__":

@@ -1,4 +1,4 @@
-"""`pocketquant convert MODEL_DIR OUT.gguf [--outtype f16|bf16|f32]`: HF Llama checkpoint -> GGUF."""
+"""`pocketquant convert MODEL_DIR OUT.gguf [--outtype f16|bf16|f32] [--backend native|llamacpp]`."""
 
 from __future__ import annotations
 
@@ -6,23 +6,32 @@ import argparse
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
+    from pocketquant.convert.backend import BACKENDS, DEFAULT_BACKEND
+
     parser = subparsers.add_parser(
         "convert",
-        help="convert an HF Llama-family checkpoint to GGUF (like llama.cpp's convert_hf_to_gguf.py)",
+        help="convert an HF checkpoint to GGUF (native families, or llama.cpp's converter for any other)",
         description=(
-            "Convert a Hugging Face Llama-family checkpoint (Llama 2/3/3.1/3.2, SmolLM) to a GGUF file "
-            "that llama.cpp loads, with the tokenizer and chat template."
+            "Convert a Hugging Face checkpoint to a GGUF file that llama.cpp loads, with the tokenizer and "
+            "chat template. The native converter handles Llama (2/3/3.x, SmolLM, TinyLlama), Mistral, "
+            "Qwen2/2.5, Qwen3, Gemma 1/2/3, Phi-2, Phi-3/3.5/4-mini, OLMo 2 and Granite, with the same "
+            "tensors and metadata as llama.cpp's own converter; --backend llamacpp runs that converter "
+            "(installed by scripts/setup.sh) for any other architecture."
         ),
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     parser.add_argument(
-        "model_dir", metavar="MODEL_DIR", help="HF checkpoint directory (config.json, safetensors)"
+        "model_dir", metavar="MODEL_DIR", help="HF checkpoint directory (config.json, safetensors, tokenizer)"
     )
     parser.add_argument("out", metavar="OUT.gguf", help="output GGUF file (written atomically)")
     parser.add_argument(
         "--outtype",
         choices=["f16", "bf16", "f32"],
         default="f16",
-        help="type of 2-D weights (norms stay F32); default: f16",
+        help="type of 2-D weights (norms stay F32)",
+    )
+    parser.add_argument(
+        "--backend", choices=BACKENDS, default=DEFAULT_BACKEND, help="native (ours) or llamacpp (llama.cpp's)"
     )
     parser.add_argument(
         "--name", default=None, help="general.name (default: from config.json, else the directory name)"
@@ -31,10 +40,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from pocketquant.checkpoint_check import preflight_convert
-    from pocketquant.convert import convert_hf_to_gguf
+    from pocketquant.convert import convert_model
 
-    preflight_convert(args.model_dir, args.out)  # bad files and hparams: one named error, first
-    out = convert_hf_to_gguf(args.model_dir, args.out, args.outtype, name=args.name)
+    out = convert_model(args.model_dir, args.out, args.outtype, name=args.name, backend=args.backend)
     print(out)
     return 0

@@ -1,161 +1,97 @@
-"""Our HF -> GGUF converter for the Llama family (Llama 2/3/3.1/3.2, SmolLM/SmolLM2).
+"""Our HF -> GGUF converter: the shared core every family module plugs into.
 
-Follows llama.cpp's convert_hf_to_gguf.py for `LlamaForCausalLM` (see
-../shared/reference/kquants.md §9): q/k rows permuted from HF's rotate-half layout to ggml's
-interleaved RoPE pairs, GQA via head_count_kv, tied embeddings (no output.weight), the llama3
-rope-frequency tensor first, 1-D tensors in F32. Tensors are read lazily from the safetensors
-files at write time, so memory stays near one tensor. Same input -> byte-identical output.
+Steps: read the config as transformers normalizes it (the same dict llama.cpp's converter reads),
+pick the family by its `architectures` name, check that the checkpoint's tensors are exactly those
+the config implies, collect the metadata (family hyperparameters + tokenizer), plan every output
+tensor (GGUF name, shape, type), then stream: the header first, then each tensor read from the
+safetensors files a range of rows at a time, transformed by the family and cast to its type.
+Memory stays near one chunk; same input -> byte-identical output. Output types follow llama.cpp:
+1-D tensors, norms and biases F32, every other weight the outtype (f32, f16 or bf16).
 """
 
 from __future__ import annotations
 
-import math
+import functools
 import os
-import re
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import gguf
 import numpy as np
 
-from pocketquant.atomic import atomic_path
-from pocketquant.convert.errors import ConversionError
-from pocketquant.convert.vocab import load_vocab
-from pocketquant.models.checkpoint import validate_model_dir, weight_files
+from pocketquant.convert.errors import ConversionError, one_line
+from pocketquant.convert.expected import check_tensors_match_config
+from pocketquant.convert.families import Family, family_for
+from pocketquant.convert.families.llama import LlamaFamily, llama3_rope_factors, permute_qk
+from pocketquant.convert.metadata import GGUFMetadata
+from pocketquant.convert.source import CheckpointReader, SourceTensor, index_checkpoint
+from pocketquant.gguf_file import GGMLType, TensorInfo, create_gguf
+from pocketquant.models.checkpoint import validate_model_dir
 
 OUTTYPES = {
-    "f32": (gguf.GGMLQuantizationType.F32, gguf.LlamaFileType.ALL_F32),
-    "f16": (gguf.GGMLQuantizationType.F16, gguf.LlamaFileType.MOSTLY_F16),
-    "bf16": (gguf.GGMLQuantizationType.BF16, gguf.LlamaFileType.MOSTLY_BF16),
+    "f32": (GGMLType.F32, gguf.LlamaFileType.ALL_F32),
+    "f16": (GGMLType.F16, gguf.LlamaFileType.MOSTLY_F16),
+    "bf16": (GGMLType.BF16, gguf.LlamaFileType.MOSTLY_BF16),
 }
+# Rows read per step when a tensor streams in pieces (64 MiB of float32 at most).
+_CHUNK_BYTES = 64 << 20
 
-_GLOBAL_NAMES = {
-    "model.embed_tokens.weight": "token_embd.weight",
-    "model.norm.weight": "output_norm.weight",
-    "lm_head.weight": "output.weight",
-}
-_LAYER_NAMES = {
-    "input_layernorm": "attn_norm",
-    "self_attn.q_proj": "attn_q",
-    "self_attn.k_proj": "attn_k",
-    "self_attn.v_proj": "attn_v",
-    "self_attn.o_proj": "attn_output",
-    "post_attention_layernorm": "ffn_norm",
-    "mlp.gate_proj": "ffn_gate",
-    "mlp.up_proj": "ffn_up",
-    "mlp.down_proj": "ffn_down",
-}
-_LAYER_RE = re.compile(r"^model\.layers\.(\d+)\.(.+)\.(weight|bias)$")
-# Buffers some checkpoints carry that carry no information for llama.cpp.
-_SKIPPED = re.compile(r"(rotary_emb\.inv_freq|\.masked_bias|\.attn\.bias)$")
+__all__ = [
+    "OUTTYPES",
+    "convert_hf_to_gguf",
+    "gguf_tensor_name",
+    "llama3_rope_factors",
+    "load_hparams",
+    "permute_qk",
+]
+
+
+def load_hparams(model_dir: Path) -> tuple[dict[str, Any], Any]:
+    """(config as a dict, transformers config object), the dict as llama.cpp's converter reads it:
+    transformers' normalized config, defaults filled in. Every native family is a transformers
+    architecture, so a config transformers refuses is a broken config.json."""
+    from transformers import AutoConfig
+
+    try:
+        config = AutoConfig.from_pretrained(model_dir, trust_remote_code=False)
+    except Exception as exc:  # transformers raises many types for a bad config
+        raise ConversionError(
+            f"{model_dir / 'config.json'}: transformers refuses it ({one_line(exc)})"
+        ) from exc
+    return config.to_dict(), config
 
 
 def gguf_tensor_name(hf_name: str) -> str | None:
-    """GGUF name of an HF Llama tensor; None for tensors llama.cpp does not use."""
-    if _SKIPPED.search(hf_name):
+    """GGUF name of an HF Llama tensor; None for buffers llama.cpp drops (kept for the calibrate
+    module, which names imatrix entries of Llama-family models)."""
+    if hf_name.endswith(LlamaFamily.skipped_suffixes):
         return None
-    if hf_name in _GLOBAL_NAMES:
-        return _GLOBAL_NAMES[hf_name]
-    m = _LAYER_RE.match(hf_name)
-    if m and m.group(2) in _LAYER_NAMES:
-        return f"blk.{m.group(1)}.{_LAYER_NAMES[m.group(2)]}.{m.group(3)}"
-    raise ConversionError(f"tensor {hf_name!r} is not part of a Llama checkpoint (no GGUF name for it)")
+    name = _llama_name_map().get_name(key=hf_name, try_suffixes=(".weight", ".bias"))
+    if name is None:
+        raise ConversionError(f"tensor {hf_name!r} is not part of a Llama checkpoint (no GGUF name for it)")
+    return name
 
 
-def permute_qk(w: np.ndarray, n_head: int, n_head_kv: int | None = None) -> np.ndarray:
-    """HF rotate-half rows -> ggml interleaved pairs, per head (llama.cpp's LlamaModel.permute)."""
-    if n_head_kv is not None and n_head != n_head_kv:
-        n_head = n_head_kv
-    return w.reshape(n_head, 2, w.shape[0] // n_head // 2, *w.shape[1:]).swapaxes(1, 2).reshape(w.shape)
+@functools.cache
+def _llama_name_map() -> gguf.TensorNameMap:
+    return gguf.get_tensor_name_map(gguf.MODEL_ARCH.LLAMA, 1 << 9)
 
 
-def rope_settings(config: dict[str, Any]) -> tuple[float, dict[str, Any]]:
-    """(rope_theta, scaling dict) from either config layout: transformers < 5 writes `rope_theta`
-    and `rope_scaling`; transformers 5 writes both into `rope_parameters`."""
-    scaling = dict(config.get("rope_scaling") or config.get("rope_parameters") or {})
-    theta = config.get("rope_theta") or scaling.get("rope_theta") or 10000.0
-    return float(theta), scaling
+@dataclass
+class PlannedTensor:
+    """One tensor of the output file and how to produce its bytes."""
 
+    name: str  # GGUF name
+    shape: tuple[int, ...]  # HF (row-major) shape after the family's changes
+    type: GGMLType
+    source: SourceTensor | None  # None for generated tensors
+    data: Any = None  # generated tensors: the values themselves (a torch tensor or numpy array)
 
-def llama3_rope_factors(config: dict[str, Any]) -> np.ndarray:
-    """rope_freqs.weight: the divisor llama.cpp applies to each rotary frequency (llama3 scaling)."""
-    base, scaling = rope_settings(config)
-    head_dim = config.get("head_dim") or config["hidden_size"] // config["num_attention_heads"]
-    factor = scaling.get("factor", 8.0)
-    low = scaling.get("low_freq_factor", 1.0)
-    high = scaling.get("high_freq_factor", 4.0)
-    old_ctx = scaling.get("original_max_position_embeddings", 8192)
-    low_wavelen, high_wavelen = old_ctx / low, old_ctx / high
-    freqs = 1.0 / (base ** (np.arange(0, head_dim, 2, dtype=np.float32) / head_dim))
-    factors = []
-    for freq in freqs:
-        wavelen = 2 * math.pi / freq
-        if wavelen < high_wavelen:
-            factors.append(1.0)
-        elif wavelen > low_wavelen:
-            factors.append(factor)
-        else:
-            smooth = (old_ctx / wavelen - low) / (high - low)
-            factors.append(1.0 / ((1 - smooth) / factor + smooth))
-    return np.array(factors, dtype=np.float32)
-
-
-class _LazyTensor:
-    """Stands in for a numpy array in GGUFWriter until the data is written (keeps memory low)."""
-
-    def __init__(self, load: Callable[[], np.ndarray], shape: tuple[int, ...], dtype: np.dtype) -> None:
-        self._load = load
-        self.shape = shape
-        self.dtype = np.dtype(dtype)
-        self.nbytes = int(np.prod(shape)) * self.dtype.itemsize
-
-    def tofile(self, fout: Any) -> None:
-        data = self._load()
-        assert data.shape == self.shape and data.dtype == self.dtype, (data.shape, data.dtype)
-        data.tofile(fout)
-
-    def byteswap(self, inplace: bool = False) -> _LazyTensor:  # only used for big-endian output
-        raise NotImplementedError("big-endian GGUF output is not supported")
-
-
-def _to_bf16_bytes(data: np.ndarray) -> np.ndarray:
-    """float32 -> BF16 (round to nearest even, NaN quieted) as uint8 rows of 2*n bytes."""
-    try:  # the project's kernel (multi-threaded); gguf-py's numpy version gives the same bytes
-        from pocketquant.quants import quantize as kernel_quantize
-    except ImportError:
-        return gguf.quants.quantize(data, gguf.GGMLQuantizationType.BF16)
-    return kernel_quantize(data, "BF16")
-
-
-def _cast(data: np.ndarray, qtype: gguf.GGMLQuantizationType) -> np.ndarray:
-    if qtype == gguf.GGMLQuantizationType.F32:
-        return data.astype(np.float32, copy=False)
-    if qtype == gguf.GGMLQuantizationType.F16:
-        return data.astype(np.float16)
-    return _to_bf16_bytes(data)
-
-
-def _iter_hf_tensors(model_dir: Path) -> Iterator[tuple[str, Callable[[], np.ndarray], tuple[int, ...]]]:
-    """(name, loader returning float32 numpy, shape) for each tensor, in file and name order."""
-    from safetensors import safe_open
-
-    files = weight_files(model_dir)
-    if files[0].suffix != ".safetensors":
-        raise ConversionError(f"{model_dir}: only safetensors checkpoints can be converted (acquire first)")
-    for path in files:
-        with safe_open(path, framework="pt") as f:
-            names = sorted(f.keys())
-            shapes = {n: tuple(f.get_slice(n).get_shape()) for n in names}
-        for name in names:
-
-            def load(path: Path = path, name: str = name) -> np.ndarray:
-                import torch
-
-                with safe_open(path, framework="pt") as f:
-                    return f.get_tensor(name).to(torch.float32).numpy()
-
-            yield name, load, shapes[name]
+    @property
+    def info(self) -> TensorInfo:
+        return TensorInfo(self.name, tuple(reversed(self.shape)), self.type)
 
 
 def convert_hf_to_gguf(
@@ -166,139 +102,144 @@ def convert_hf_to_gguf(
     name: str | None = None,
     progress: bool = True,
 ) -> Path:
-    """Convert the HF Llama checkpoint in `model_dir` to a GGUF file at `out_path`.
+    """Convert the HF checkpoint in `model_dir` (a native family) to a GGUF file at `out_path`.
 
-    outtype: 'f16' (default), 'bf16' or 'f32' for 2-D weights; norms and rope_freqs are F32.
-    name: general.name (default: the name recorded in config.json, else the directory name)."""
-    model_dir = Path(model_dir)
-    out_path = Path(out_path)
+    outtype: 'f16' (default), 'bf16' or 'f32' for the weights; norms, biases and generated tensors
+    are F32. name: general.name (default: the name recorded in config.json, else the directory)."""
+    model_dir, out_path = Path(model_dir), Path(out_path)
     key = outtype.lower()
     if key not in OUTTYPES:
         raise ConversionError(f"unknown outtype {outtype!r}; choose one of {', '.join(OUTTYPES)}")
     qtype, ftype = OUTTYPES[key]
-    config = validate_model_dir(model_dir)
-    hp = _hparams(model_dir, config)
+    raw_config = validate_model_dir(model_dir)
+    family_cls = family_for(raw_config, model_dir)
+    hparams, config = load_hparams(model_dir)
+    family = family_cls(model_dir, hparams, ftype)
+    tensors = index_checkpoint(model_dir)
+    check_tensors_match_config(model_dir, config, tensors, ignored=family.skipped_suffixes)
 
-    with atomic_path(out_path) as tmp:
-        writer = gguf.GGUFWriter(path=None, arch="llama")
-        _write_metadata(writer, config, hp, ftype, name or _model_name(config, model_dir))
-        load_vocab(model_dir, hp["vocab_size"]).add_to_gguf(writer)
-        _add_tensors(writer, model_dir, config, hp, qtype)
-        writer.write_header_to_file(path=tmp)
-        writer.write_kv_data_to_file()
-        writer.write_tensors_to_file(progress=progress)
-        writer.close()
+    meta = GGUFMetadata(family.arch_name)
+    meta.add_type(gguf.GGUFType.MODEL)
+    meta.add_name(family.model_name(name or _model_name(raw_config, model_dir)))
+    family.set_gguf_parameters(meta)
+    meta.add_quantization_version(gguf.GGML_QUANT_VERSION)
+    family.set_vocab(meta)
+
+    plan = plan_tensors(family, tensors, qtype)
+    with create_gguf(out_path, meta.kvs, [p.info for p in plan]) as writer, CheckpointReader() as reader:
+        for planned in _progress(plan, progress, out_path.name):
+            for piece in produce(family, reader, planned):
+                writer.write(piece)
     return out_path
 
 
-def _model_name(config: dict[str, Any], model_dir: Path) -> str:
-    """general.name: the model's own name when the checkpoint records one (not a machine path)."""
-    recorded = config.get("_name_or_path") or config.get("_model_name_or_path") or ""
-    if recorded and not recorded.startswith(("/", ".", "~")):
-        return recorded.rstrip("/").split("/")[-1]
+def _model_name(raw_config: dict[str, Any], model_dir: Path) -> str:
+    """general.name: the model's own name when config.json records one (not a machine path)."""
+    recorded = raw_config.get("_name_or_path") or raw_config.get("_model_name_or_path") or ""
+    if recorded and not str(recorded).startswith(("/", ".", "~")):
+        return str(recorded).rstrip("/").split("/")[-1]
     return model_dir.name
 
 
-def _hparams(model_dir: Path, config: dict[str, Any]) -> dict[str, Any]:
+def output_type(gguf_name: str, n_dims: int, qtype: GGMLType) -> GGMLType:
+    """llama.cpp's converter: 1-D tensors, norms and anything not a `.weight` stay F32."""
+    if n_dims <= 1 or gguf_name.endswith("_norm.weight") or not gguf_name.endswith(".weight"):
+        return GGMLType.F32
+    return qtype
+
+
+def plan_tensors(family: Family, tensors: dict[str, SourceTensor], qtype: GGMLType) -> list[PlannedTensor]:
+    """Every output tensor in file order: generated ones first (as llama.cpp writes them), then
+    token_embd, the blocks by index, and the rest (output_norm, output)."""
+    plan = [
+        PlannedTensor(gname, tuple(data.shape), output_type(gname, len(data.shape), qtype), None, data)
+        for gname, data in family.extra_tensors()
+    ]
+    mapped = []
+    for hf_name, t in tensors.items():
+        if family.skips(hf_name):
+            continue
+        gname = family.gguf_name(hf_name)
+        rows = family.kept_rows(hf_name, t.shape)
+        shape = (rows, *t.shape[1:]) if t.shape else t.shape
+        if not all(shape):
+            raise ConversionError(f"{t.file}: tensor {hf_name!r} is empty (shape {list(t.shape)})")
+        mapped.append(PlannedTensor(gname, shape, output_type(gname, len(shape), qtype), t))
+
+    def order(p: PlannedTensor) -> tuple:
+        if p.name.startswith("blk."):
+            return (1, int(p.name.split(".")[1]), p.source.name if p.source else p.name)
+        return (0 if p.name == "token_embd.weight" else 2, 0, p.name)
+
+    seen: dict[str, str] = {}
+    for p in mapped:
+        if p.name in seen:
+            raise ConversionError(
+                f"{family.model_dir}: tensors {seen[p.name]!r} and {p.source.name!r} both map to {p.name}"
+            )
+        seen[p.name] = p.source.name if p.source else p.name
+    return plan + sorted(mapped, key=order)
+
+
+def produce(family: Family, reader: CheckpointReader, p: PlannedTensor) -> Iterator[np.ndarray]:
+    """The bytes of one output tensor, in pieces of whole rows."""
+    if p.source is None:
+        yield _cast(np.asarray(p.data), p.type)
+        return
+    t = p.source
+    rows = p.shape[0] if p.shape else 1
+    step = rows
+    if family.transform_is_rowwise(t.name) and len(t.shape) > 1:
+        step = max(1, _CHUNK_BYTES // (4 * t.row_elements))
+    scratch: dict[str, np.ndarray] = {}
+    for start in range(0, rows, step):
+        data = reader.read(t, start, min(rows, start + step))
+        yield _cast(family.transform(t.name, data), p.type, scratch)
+
+
+def _cast(data: np.ndarray, qtype: GGMLType, scratch: dict[str, np.ndarray] | None = None) -> np.ndarray:
+    """Working-dtype data -> the bytes of `qtype` (gguf-py's conversions: numpy casts, BF16 by
+    round-to-nearest-even). scratch: reusable output buffers (the caller writes each piece before
+    asking for the next)."""
+    target = {GGMLType.F32: np.dtype(np.float32), GGMLType.F16: np.dtype(np.float16)}.get(qtype)
+    if target is None:
+        return _to_bf16(np.ascontiguousarray(data, dtype=np.float32))
+    if data.dtype == target:
+        return np.ascontiguousarray(data)
+    if scratch is None:
+        return np.ascontiguousarray(data, dtype=target)
+    buf = scratch.get(target.name)
+    if buf is None or buf.size < data.size:
+        buf = scratch[target.name] = np.empty(data.size, dtype=target)
+    out = buf[: data.size].reshape(data.shape)
+    try:  # torch's cast is multi-threaded and gives numpy's bytes (IEEE round to nearest even)
+        import torch
+
+        torch.from_numpy(out).copy_(torch.from_numpy(np.ascontiguousarray(data)))
+    except ImportError:
+        np.copyto(out, data, casting="same_kind")
+    return out
+
+
+def _to_bf16(data: np.ndarray) -> np.ndarray:
+    """float32 -> BF16 (round to nearest even, NaN quieted): the project's kernel, multi-threaded;
+    gguf-py's numpy version gives the same bytes."""
     try:
-        n_head = int(config["num_attention_heads"])
-        hp = {
-            "n_layer": int(config["num_hidden_layers"]),
-            "n_embd": int(config["hidden_size"]),
-            "n_ff": int(config["intermediate_size"]),
-            "n_head": n_head,
-            "n_head_kv": int(config.get("num_key_value_heads") or n_head),
-            "n_ctx": int(config["max_position_embeddings"]),
-            "eps": float(config.get("rms_norm_eps", 1e-6)),
-            "vocab_size": int(config["vocab_size"]),
-        }
-    except KeyError as exc:
-        raise ConversionError(f"{model_dir / 'config.json'}: missing key {exc.args[0]!r}") from exc
-    hp["head_dim"] = int(config.get("head_dim") or hp["n_embd"] // n_head)
-    hp["rope_theta"], scaling = rope_settings(config)
-    hp["rope_scaling"] = scaling
-    hp["rope_type"] = scaling.get("rope_type") or scaling.get("type")
-    if hp["rope_type"] not in (None, "default", "linear", "llama3"):
-        raise ConversionError(
-            f"{model_dir / 'config.json'}: rope_scaling type {hp['rope_type']!r} is not supported "
-            "(supported: none, linear, llama3)"
-        )
-    return hp
+        from pocketquant.quants import quantize as kernel_quantize
+    except ImportError:
+        return gguf.quants.quantize(data, gguf.GGMLQuantizationType.BF16)
+    flat = data.reshape(-1, data.shape[-1]) if data.ndim > 1 else data.reshape(1, -1)
+    return kernel_quantize(flat, "BF16")
 
 
-def _write_metadata(
-    writer: gguf.GGUFWriter, config: dict[str, Any], hp: dict[str, Any], ftype: int, name: str
-) -> None:
-    """KV pairs in llama.cpp's order (kquants.md §9.3)."""
-    writer.add_type(gguf.GGUFType.MODEL)
-    writer.add_name(name)
-    writer.add_block_count(hp["n_layer"])
-    writer.add_context_length(hp["n_ctx"])
-    writer.add_embedding_length(hp["n_embd"])
-    writer.add_feed_forward_length(hp["n_ff"])
-    writer.add_head_count(hp["n_head"])
-    writer.add_head_count_kv(hp["n_head_kv"])
-    if hp["rope_type"] == "linear":
-        writer.add_rope_scaling_type(gguf.RopeScalingType.LINEAR)
-        writer.add_rope_scaling_factor(float(hp["rope_scaling"]["factor"]))
-    writer.add_rope_freq_base(hp["rope_theta"])
-    writer.add_layer_norm_rms_eps(hp["eps"])
-    if config.get("head_dim"):
-        writer.add_key_length(hp["head_dim"])
-        writer.add_value_length(hp["head_dim"])
-    writer.add_file_type(ftype)
-    writer.add_vocab_size(hp["vocab_size"])
-    writer.add_rope_dimension_count(hp["head_dim"])
-    writer.add_quantization_version(gguf.GGML_QUANT_VERSION)
+def _progress(plan: list[PlannedTensor], enabled: bool, label: str) -> Iterator[PlannedTensor]:
+    if not enabled:
+        yield from plan
+        return
+    from tqdm import tqdm
 
-
-def _add_tensors(
-    writer: gguf.GGUFWriter, model_dir: Path, config: dict[str, Any], hp: dict[str, Any], qtype
-) -> None:
-    if hp["rope_type"] == "llama3":  # generated first, like llama.cpp's generate_extra_tensors()
-        writer.add_tensor("rope_freqs.weight", llama3_rope_factors(config))
-
-    entries = []
-    for hf_name, load, shape in _iter_hf_tensors(model_dir):
-        gname = gguf_tensor_name(hf_name)
-        if gname is not None:
-            entries.append((gname, hf_name, load, shape))
-    names = {e[0] for e in entries}
-    for required in ("token_embd.weight", "output_norm.weight"):
-        if required not in names:
-            raise ConversionError(f"{model_dir}: tensor for {required} is missing from the checkpoint")
-    if "output.weight" in names and config.get("tie_word_embeddings", False):
-        # Tied: llama.cpp reuses token_embd; a duplicate lm_head would only waste space.
-        entries = [e for e in entries if e[0] != "output.weight"]
-
-    # Order: token_embd, then blocks by index, then output_norm/output (as llama.cpp's file has it).
-    def order(entry: tuple) -> tuple:
-        gname = entry[0]
-        if gname.startswith("blk."):
-            return (1, int(gname.split(".")[1]), entry[1])
-        return (0 if gname == "token_embd.weight" else 2, 0, gname)
-
-    for gname, hf_name, load, shape in sorted(entries, key=order):
-        if not math.prod(shape):
-            raise ConversionError(f"{model_dir}: tensor {hf_name!r} is empty")
-        is_q = ".self_attn.q_proj." in hf_name
-        is_k = ".self_attn.k_proj." in hf_name
-        # 1-D tensors and norms stay F32 (llama.cpp does the same; they are tiny).
-        t_type = gguf.GGMLQuantizationType.F32 if len(shape) == 1 else qtype
-
-        def produce(load=load, is_q=is_q, is_k=is_k, t_type=t_type, hf_name=hf_name) -> np.ndarray:
-            data = load()
-            if not np.isfinite(data).all():
-                raise ConversionError(f"{model_dir}: tensor {hf_name!r} contains NaN or Inf")
-            if is_q:
-                data = permute_qk(data, hp["n_head"], hp["n_head"])
-            elif is_k:
-                data = permute_qk(data, hp["n_head"], hp["n_head_kv"])
-            return _cast(data, t_type)
-
-        if t_type == gguf.GGMLQuantizationType.BF16:
-            lazy = _LazyTensor(produce, (*shape[:-1], shape[-1] * 2), np.uint8)
-            writer.add_tensor(gname, lazy, raw_shape=lazy.shape, raw_dtype=t_type)  # type: ignore[arg-type]
-        else:
-            dtype = np.float32 if t_type == gguf.GGMLQuantizationType.F32 else np.float16
-            writer.add_tensor(gname, _LazyTensor(produce, shape, dtype))  # type: ignore[arg-type]
+    total = sum(p.info.nbytes for p in plan)
+    with tqdm(total=total, unit="B", unit_scale=True, desc=f"convert {label}") as bar:
+        for p in plan:
+            yield p
+            bar.update(p.info.nbytes)

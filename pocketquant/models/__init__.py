@@ -7,12 +7,12 @@ from pocketquant.models.acquire import (
     acquire_model,
     embedded_gguf_path,
 )
-from pocketquant.models.checkpoint import SUPPORTED_ARCHITECTURES, validate_model_dir
+from pocketquant.models.checkpoint import supported_architectures, validate_model_dir
 
 __all__ = [
     "DEFAULT_MODEL",
     "EMBEDDED_MODELS",
-    "SUPPORTED_ARCHITECTURES",
+    "supported_architectures",
     "ModelSource",
     "acquire_model",
     "embedded_gguf_path",

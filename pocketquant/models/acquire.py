@@ -73,15 +73,20 @@ class ModelSource:
         return cls("embedded", name)
 
 
-def acquire_model(source: ModelSource, out_dir: str | os.PathLike[str]) -> Path:
-    """Materialize `source` as an HF checkpoint (safetensors, config, tokenizer) in `out_dir`."""
+def acquire_model(
+    source: ModelSource, out_dir: str | os.PathLike[str], *, any_architecture: bool = False
+) -> Path:
+    """Materialize `source` as an HF checkpoint (safetensors, config, tokenizer) in `out_dir`.
+
+    any_architecture: accept architectures without a native converter family (for
+    convert.backend=llamacpp, whose converter decides for itself)."""
     out_dir = Path(out_dir)
     if source.kind == "embedded":
         return acquire_embedded(source.value, out_dir)
     if source.kind == "path":
-        return acquire_local(source.value, out_dir)
+        return acquire_local(source.value, out_dir, any_architecture=any_architecture)
     if source.kind == "hf_id":
-        return acquire_hub(source.value, out_dir, revision=source.revision)
+        return acquire_hub(source.value, out_dir, revision=source.revision, any_architecture=any_architecture)
     raise ConfigError(f"unknown model source kind {source.kind!r}")
 
 
@@ -248,10 +253,10 @@ def gguf_string_fields(path: Path, keys: tuple[str, ...]) -> dict[str, str]:
 # local directory
 
 
-def acquire_local(path: str | os.PathLike[str], out_dir: Path) -> Path:
+def acquire_local(path: str | os.PathLike[str], out_dir: Path, *, any_architecture: bool = False) -> Path:
     """Validate a local HF directory and copy its checkpoint files (as safetensors) into out_dir."""
     src = Path(path).expanduser()
-    validate_model_dir(src)
+    validate_model_dir(src, any_architecture=any_architecture)
     with atomic_path(out_dir, directory=True) as tmp:
         weights = weight_files(src)
         if weights[0].suffix == ".safetensors":
@@ -291,7 +296,9 @@ def hub_unreachable_message(hf_id: str, reason: str) -> str:
     )
 
 
-def acquire_hub(hf_id: str, out_dir: Path, *, revision: str | None = None) -> Path:
+def acquire_hub(
+    hf_id: str, out_dir: Path, *, revision: str | None = None, any_architecture: bool = False
+) -> Path:
     """Download `hf_id` (safetensors + tokenizer only) and acquire it like a local directory."""
     from huggingface_hub import snapshot_download
     from huggingface_hub.errors import (
@@ -318,7 +325,7 @@ def acquire_hub(hf_id: str, out_dir: Path, *, revision: str | None = None) -> Pa
         reason = "offline mode (HF_HUB_OFFLINE=1)" if _hub_offline() else f"{type(exc).__name__}: {exc}"
         raise ConfigError(hub_unreachable_message(hf_id, reason.splitlines()[0][:300])) from exc
     try:
-        return acquire_local(download_dir, out_dir)
+        return acquire_local(download_dir, out_dir, any_architecture=any_architecture)
     finally:
         shutil.rmtree(download_dir, ignore_errors=True)
 

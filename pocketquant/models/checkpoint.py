@@ -1,4 +1,4 @@
-"""HF checkpoint directories: validation (is this a Llama-family model we can handle?) and
+"""HF checkpoint directories: validation (is this a model family we can handle?) and
 deterministic saving (same model -> byte-identical files, so DVC's cache can rely on them)."""
 
 from __future__ import annotations
@@ -12,11 +12,6 @@ from pocketquant.errors import ConfigError
 
 if TYPE_CHECKING:  # heavy imports stay out of module import time
     from transformers import PreTrainedModel, PreTrainedTokenizerBase
-
-# Architectures the converter and NF4 path understand. SmolLM/SmolLM2 and Llama 2/3/3.1/3.2 all
-# declare LlamaForCausalLM.
-SUPPORTED_ARCHITECTURES = ("LlamaForCausalLM",)
-SUPPORTED_MODEL_TYPES = ("llama",)
 
 # Files worth carrying from a source checkpoint; everything else (README, .git, optimizer state,
 # original/ consolidated weights) is left behind.
@@ -57,21 +52,33 @@ def weight_files(model_dir: Path) -> list[Path]:
     return files or sorted(model_dir.glob("pytorch_model*.bin"))
 
 
-def validate_model_dir(model_dir: str | os.PathLike[str], *, need_tokenizer: bool = True) -> dict[str, Any]:
-    """Check that `model_dir` holds a supported Llama-family checkpoint; return its config.
+def supported_architectures() -> tuple[str, ...]:
+    """HF architectures the native converter handles: the family registry's names."""
+    from pocketquant.convert.families import native_architectures
 
-    Errors name the directory and what is wrong with it (missing config.json, an architecture we
-    cannot convert, no weights, no tokenizer)."""
+    return native_architectures()
+
+
+def validate_model_dir(
+    model_dir: str | os.PathLike[str], *, need_tokenizer: bool = True, any_architecture: bool = False
+) -> dict[str, Any]:
+    """Check that `model_dir` holds a checkpoint we can handle; return its config.
+
+    Errors name the directory and what is wrong with it (missing config.json, an architecture no
+    native family converts, no weights, no tokenizer). any_architecture: skip the family check
+    (llama.cpp's converter decides for itself)."""
     model_dir = Path(model_dir)
     config = read_config(model_dir)
     archs = config.get("architectures") or []
-    model_type = config.get("model_type")
-    if not any(a in SUPPORTED_ARCHITECTURES for a in archs) and model_type not in SUPPORTED_MODEL_TYPES:
-        found = ", ".join(archs) if archs else f"model_type={model_type!r}"
-        raise ConfigError(
-            f"{model_dir / 'config.json'}: unsupported architecture {found}; "
-            f"supported: {', '.join(SUPPORTED_ARCHITECTURES)} (Llama 2/3/3.1/3.2, SmolLM)"
-        )
+    if not any_architecture:
+        supported = supported_architectures()
+        if not any(a in supported for a in archs):
+            found = ", ".join(archs) or f"model_type={config.get('model_type')!r} (no 'architectures')"
+            raise ConfigError(
+                f"{model_dir / 'config.json'}: unsupported architecture {found} for the native converter "
+                f"(native: {', '.join(supported)}); set convert.backend=llamacpp to convert it with "
+                "llama.cpp's own converter"
+            )
     if not weight_files(model_dir):
         raise ConfigError(f"{model_dir}: no weights found (*.safetensors or pytorch_model*.bin)")
     if need_tokenizer and not any((model_dir / f).is_file() for f in TOKENIZER_FILES):

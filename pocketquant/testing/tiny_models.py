@@ -1,29 +1,48 @@
-"""Tiny random Llama checkpoints with real tokenizers, built offline in about a second.
+"""Tiny random checkpoints of every native model family, with real tokenizers, built offline in
+about a second each.
 
-Tests of every area use them instead of a real model where the numbers do not matter but the
-structure does: GQA, tied or untied embeddings, llama3 rope scaling, a byte-level BPE tokenizer
-with Llama-3's pre-tokenizer, or a SentencePiece (Llama-2 style) tokenizer. Same arguments ->
-byte-identical directory.
+Tests of every area use them instead of real models where the numbers do not matter but the
+structure does. `build_tiny_model(dir, family)` makes one of TINY_FAMILIES: transformers' own config
+class of the family, shrunk (hidden 256 so K-quants apply, 2 layers, a ~500-token vocabulary), the
+family's tokenizer kind and special tokens (tiny_tokenizers.py) and its real chat template
+(chat_templates/). `build_tiny_llama` is the small Llama most other areas use (hidden 64 by
+default). Same arguments -> byte-identical directory.
 """
 
 from __future__ import annotations
 
-import io
+import json
 import os
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from pocketquant.atomic import atomic_path
-from pocketquant.convert.vocab import LLAMA3_PRETOKENIZER_REGEX
 from pocketquant.models.checkpoint import save_checkpoint
+from pocketquant.testing.tiny_tokenizers import (
+    BPE_STYLES,
+    LLAMA3_SPECIAL_TOKENS,
+    SPM_STYLES,
+    TINY_CORPUS,
+    build_bpe_tokenizer,
+    build_spm_tokenizer,
+)
 
-LLAMA3_SPECIAL_TOKENS = [
-    "<|begin_of_text|>",
-    "<|end_of_text|>",
-    "<|start_header_id|>",
-    "<|end_header_id|>",
-    "<|eot_id|>",
+__all__ = [
+    "LLAMA3_CHAT_TEMPLATE",
+    "LLAMA3_SPECIAL_TOKENS",
+    "TINY_CORPUS",
+    "TINY_FAMILIES",
+    "TinyFamily",
+    "build_bpe_tokenizer",
+    "build_spm_tokenizer",
+    "build_tiny_gpt2",
+    "build_tiny_llama",
+    "build_tiny_model",
+    "chat_template",
 ]
+
+CHAT_TEMPLATES = Path(__file__).parent / "chat_templates"
 LLAMA3_CHAT_TEMPLATE = (
     "{{ bos_token }}{% for message in messages %}"
     "{{ '<|start_header_id|>' + message['role'] + '<|end_header_id|>\n\n' + message['content'] | trim"
@@ -31,119 +50,221 @@ LLAMA3_CHAT_TEMPLATE = (
     "{% if add_generation_prompt %}{{ '<|start_header_id|>assistant<|end_header_id|>\n\n' }}{% endif %}"
 )
 
-# Training text for the tiny tokenizers: prose, code, numbers, whitespace, a little non-ASCII.
-TINY_CORPUS = """\
-The quick brown fox jumps over the lazy dog. The dog sleeps; the fox runs away into the forest.
-Quantization maps floating-point weights to a few bits per weight, with a scale for each block.
-A model that fits in the pocket answers questions on the phone, without a network connection.
-It's the models' job: they're small, we've measured them, I'll check, you'd agree, he'd said so.
-def quantize(x, bits=4):
-    scale = max(abs(v) for v in x) / (2 ** (bits - 1) - 1)
-    return [round(v / scale) for v in x], scale
 
-for i in range(10):
-    print(i, i * i, 3.14159 * i)
-if __name__ == "__main__":
-    main()
-Numbers: 0 1 2 3 4 5 6 7 8 9 10 42 100 256 1024 65536 3.5 2.25 1e-5 1,000,000 2024-11-23 12:30.
-Whitespace:   three spaces,\ttab,\t\ttwo tabs,
-new lines
-
-and an empty line.
-Unicode: café, naïve, Zürich, Straße, ñandú, Ελληνικά, русский текст,
-日本語のテキスト, 中文, 한국어, emoji 🚀🙂.
-Mathematics: α + β = γ, ∑ x² ≤ ∞, √2 ≈ 1.414, π ≈ 3.14159, e^(iπ) + 1 = 0.
-HTML <div class="box">text</div> and JSON {"key": [1, 2, 3], "ok": true, "name": "pocket"}.
-Shell: ls -la /tmp && echo "done" | grep -v error > out.txt 2>&1
-The end of the corpus is near. Short words: a an the of to in on at by for with from up down.
-"""
+def chat_template(name: str) -> str:
+    """A real chat template from chat_templates/ (see its README for the sources)."""
+    return (CHAT_TEMPLATES / f"{name}.jinja").read_text(encoding="utf-8")
 
 
-def build_bpe_tokenizer(out_dir: Path, vocab_size: int = 512):
-    """A byte-level BPE tokenizer with Llama 3's pre-tokenizer and special tokens, saved to out_dir."""
-    from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers, processors, trainers
-    from transformers import PreTrainedTokenizerFast
+@dataclass(frozen=True)
+class TinyFamily:
+    """How to build the tiny checkpoint of one family (or one variant of it)."""
 
-    # ignore_merges=True like Llama 3 (and llama.cpp's llama-bpe): a word already in the vocab is
-    # one token, without replaying merges.
-    tok = Tokenizer(models.BPE(ignore_merges=True))
-    tok.pre_tokenizer = pre_tokenizers.Sequence(
-        [
-            pre_tokenizers.Split(Regex(LLAMA3_PRETOKENIZER_REGEX), behavior="isolated", invert=False),
-            pre_tokenizers.ByteLevel(add_prefix_space=False, trim_offsets=True, use_regex=False),
-        ]
+    architecture: str  # HF architectures entry; the native converter's registry key
+    config_class: str  # transformers config class
+    model_class: str  # transformers model class
+    tokenizer: tuple[Literal["bpe", "spm"], str]  # kind, style (tiny_tokenizers.py)
+    chat_template: str | None  # chat_templates/<name>.jinja
+    config: dict[str, Any] = field(default_factory=dict)  # beyond the common tiny shape
+    vocab_padding: int = 0  # config vocab_size beyond the tokenizer's (Phi-3 pads to a multiple of 32)
+
+    @property
+    def pre(self) -> str | None:
+        """llama.cpp pre-tokenizer name the tiny vocabulary mimics (BPE only)."""
+        kind, style = self.tokenizer
+        return BPE_STYLES[style].pre if kind == "bpe" else None
+
+
+_LLAMA3_ROPE = {
+    "rope_type": "llama3",
+    "factor": 8.0,
+    "low_freq_factor": 1.0,
+    "high_freq_factor": 4.0,
+    "original_max_position_embeddings": 64,
+}
+# Phi-3.5-style LongRoPE: per-frequency factors (head_dim 64 -> 32 of each), short below 64 tokens
+_LONGROPE = {
+    "rope_type": "longrope",
+    "short_factor": [1.0 + 0.05 * i for i in range(32)],
+    "long_factor": [1.5 + 0.25 * i for i in range(32)],
+}
+
+TINY_FAMILIES: dict[str, TinyFamily] = {
+    # Llama 3.2: byte-level BPE, llama3 RoPE scaling, tied embeddings
+    "llama": TinyFamily(
+        "LlamaForCausalLM", "LlamaConfig", "LlamaForCausalLM", ("bpe", "llama3"), "llama3.2",
+        {"rope_scaling": _LLAMA3_ROPE, "tie_word_embeddings": True},
+    ),
+    # TinyLlama / Llama 2: SentencePiece, untied, no scaling
+    "llama-spm": TinyFamily(
+        "LlamaForCausalLM", "LlamaConfig", "LlamaForCausalLM", ("spm", "llama2"), "zephyr",
+        {"tie_word_embeddings": False},
+    ),
+    "mistral": TinyFamily(
+        "MistralForCausalLM", "MistralConfig", "MistralForCausalLM", ("spm", "mistral"), "mistral",
+        {"tie_word_embeddings": False, "sliding_window": None, "rope_theta": 1000000.0},
+    ),
+    # Qwen2.5: qkv biases, tied
+    "qwen2": TinyFamily(
+        "Qwen2ForCausalLM", "Qwen2Config", "Qwen2ForCausalLM", ("bpe", "qwen2"), "qwen2.5",
+        {"tie_word_embeddings": True, "rope_theta": 1000000.0, "rms_norm_eps": 1e-6},
+    ),
+    # Qwen3: q/k norms, head_dim independent of hidden (8 x 64 = 512 > 256), untied
+    "qwen3": TinyFamily(
+        "Qwen3ForCausalLM", "Qwen3Config", "Qwen3ForCausalLM", ("bpe", "qwen3"), "qwen3",
+        {"tie_word_embeddings": False, "num_attention_heads": 8, "head_dim": 64, "rope_theta": 1000000.0},
+    ),
+    # Gemma (2b): multi-query attention, norm + 1, GeLU
+    "gemma": TinyFamily(
+        "GemmaForCausalLM", "GemmaConfig", "GemmaForCausalLM", ("spm", "gemma"), "gemma2",
+        {"num_key_value_heads": 1, "head_dim": 64, "hidden_activation": "gelu_pytorch_tanh"},
+    ),
+    # Gemma 2: soft-capping (attention and final logits), sliding window, pre/post norms
+    "gemma2": TinyFamily(
+        "Gemma2ForCausalLM", "Gemma2Config", "Gemma2ForCausalLM", ("spm", "gemma"), "gemma2",
+        {"head_dim": 64, "query_pre_attn_scalar": 64, "attn_logit_softcapping": 50.0,
+         "final_logit_softcapping": 30.0, "sliding_window": 4096},
+    ),
+    # Gemma 3 (1b): q/k norms, local/global RoPE bases, sliding window
+    "gemma3": TinyFamily(
+        "Gemma3ForCausalLM", "Gemma3TextConfig", "Gemma3ForCausalLM", ("spm", "gemma"), "gemma3",
+        {"num_key_value_heads": 1, "head_dim": 64, "query_pre_attn_scalar": 64, "sliding_window": 512,
+         "rope_theta": 1000000.0, "rope_local_base_freq": 10000.0},
+    ),
+    # Phi-3.5-mini: fused qkv and gate_up, LongRoPE factors, added tokens, padded vocabulary
+    "phi3": TinyFamily(
+        "Phi3ForCausalLM", "Phi3Config", "Phi3ForCausalLM", ("spm", "phi3"), "phi3.5",
+        {"tie_word_embeddings": False, "rope_scaling": _LONGROPE, "original_max_position_embeddings": 64,
+         "sliding_window": 255},
+        vocab_padding=10,
+    ),
+    # Phi-2: parallel attention/MLP block, LayerNorm with biases, partial rotary, lm_head bias
+    "phi2": TinyFamily(
+        "PhiForCausalLM", "PhiConfig", "PhiForCausalLM", ("bpe", "gpt2"), None,
+        {"tie_word_embeddings": False, "intermediate_size": 1024, "num_key_value_heads": 4,
+         "partial_rotary_factor": 0.5, "layer_norm_eps": 1e-5},
+    ),
+    # OLMo 2: q/k norms over all heads, norms after attention/MLP, cl100k-style vocabulary
+    "olmo2": TinyFamily(
+        "Olmo2ForCausalLM", "Olmo2Config", "Olmo2ForCausalLM", ("bpe", "dbrx"), "olmo2",
+        {"tie_word_embeddings": False, "rope_theta": 500000.0},
+    ),
+    # Granite 3.3: embedding/attention/residual multipliers, logit scaling
+    "granite": TinyFamily(
+        "GraniteForCausalLM", "GraniteConfig", "GraniteForCausalLM", ("bpe", "smollm"), "granite3.3",
+        {"tie_word_embeddings": True, "embedding_multiplier": 12.0, "attention_multiplier": 0.015625,
+         "residual_multiplier": 0.22, "logits_scaling": 8.0, "rope_theta": 10000000.0},
+    ),
+}  # fmt: skip
+
+
+def _tokenizer(tmp: Path, family: TinyFamily) -> Any:
+    kind, style = family.tokenizer
+    tok = build_bpe_tokenizer(tmp, style=style) if kind == "bpe" else build_spm_tokenizer(tmp, style=style)
+    if family.chat_template:
+        tok.chat_template = chat_template(family.chat_template)
+    return tok
+
+
+def _randomize(model: Any, seed: int) -> None:
+    """Norm weights away from their neutral value and biases away from zero, so a wrong layout,
+    shift or mapping changes the logits clearly."""
+    import torch
+
+    gen = torch.Generator().manual_seed(seed + 1)
+    with torch.no_grad():
+        for name, param in model.named_parameters():
+            if name.endswith("norm.weight") or name.endswith("layernorm.weight"):
+                param.copy_(1.0 + 0.3 * torch.randn(param.shape, generator=gen))
+            elif name.endswith(".bias"):
+                param.copy_(0.1 * torch.randn(param.shape, generator=gen))
+
+
+def _save(model: Any, tok: Any, tmp: Path, name: str, dtype: str, spm_add_bos: bool | None = None) -> None:
+    import torch
+    from transformers import GenerationConfig
+
+    model = model.to(getattr(torch, dtype)).eval()
+    model.generation_config = GenerationConfig(
+        bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id, do_sample=False
     )
-    tok.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(
-        vocab_size=vocab_size,
-        special_tokens=LLAMA3_SPECIAL_TOKENS,
-        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
-        show_progress=False,
-    )
-    tok.train_from_iterator(TINY_CORPUS.splitlines(keepends=True) * 4, trainer)
-    bos = LLAMA3_SPECIAL_TOKENS[0]
-    bos_id = tok.token_to_id(bos)
-    tok.post_processor = processors.Sequence(
-        [
-            processors.ByteLevel(trim_offsets=False),
-            processors.TemplateProcessing(
-                single=f"{bos}:0 $A:0", pair=f"{bos}:0 $A:0 {bos}:1 $B:1", special_tokens=[(bos, bos_id)]
-            ),
-        ]
-    )
-    hf_tok = PreTrainedTokenizerFast(
-        tokenizer_object=tok,
-        bos_token=bos,
-        eos_token="<|eot_id|>",
-        model_max_length=8192,
-        clean_up_tokenization_spaces=False,
-    )
-    hf_tok.chat_template = LLAMA3_CHAT_TEMPLATE
-    return hf_tok
+    model.config.name_or_path = name
+    tok.name_or_path = name
+    save_checkpoint(model, tok, tmp)
+    _record_added_tokens(tmp, spm_add_bos)
 
 
-def build_spm_tokenizer(work_dir: Path, vocab_size: int = 400):
-    """A Llama-2 style SentencePiece BPE tokenizer (byte fallback, dummy prefix), trained in-process."""
-    import sentencepiece as spm
-    from tokenizers import normalizers
-    from transformers import LlamaTokenizer, PreTrainedTokenizerFast
+def _record_added_tokens(out_dir: Path, add_bos: bool | None) -> None:
+    """List the added tokens in tokenizer_config.json (`added_tokens_decoder`), and for
+    SentencePiece tokenizers `add_bos_token`/`add_eos_token`, as the families' hub checkpoints do
+    (transformers 5 keeps them in tokenizer.json only); llama.cpp's SentencePiece conversion reads
+    them from there."""
+    added = json.loads((out_dir / "tokenizer.json").read_text(encoding="utf-8"))["added_tokens"]
+    path = out_dir / "tokenizer_config.json"
+    config = json.loads(path.read_text(encoding="utf-8"))
+    keys = ("content", "lstrip", "normalized", "rstrip", "single_word", "special")
+    config["added_tokens_decoder"] = {str(t["id"]): {k: t[k] for k in keys} for t in added}
+    if add_bos is not None:
+        config.update(add_bos_token=add_bos, add_eos_token=False)
+    path.write_text(json.dumps(config, indent=2, sort_keys=True, ensure_ascii=False) + "\n", encoding="utf-8")
 
-    model = io.BytesIO()
-    spm.SentencePieceTrainer.train(
-        sentence_iterator=iter(TINY_CORPUS.splitlines() * 4),
-        model_writer=model,
-        vocab_size=vocab_size,
-        model_type="bpe",
-        byte_fallback=True,
-        character_coverage=1.0,
-        split_digits=True,
-        allow_whitespace_only_pieces=True,
-        remove_extra_whitespaces=False,
-        normalization_rule_name="identity",
-        add_dummy_prefix=True,
-        unk_id=0,
-        bos_id=1,
-        eos_id=2,
-        pad_id=-1,
-        num_threads=1,
-        shuffle_input_sentence=False,
-        minloglevel=2,
-    )
-    (work_dir / "tokenizer.model").write_bytes(model.getvalue())
-    # transformers converts tokenizer.model to a fast tokenizer (needs protobuf) ...
-    backend = LlamaTokenizer.from_pretrained(work_dir, add_bos_token=True, legacy=False).backend_tokenizer
-    # ... whose Metaspace(prepend_scheme='first') skips the dummy prefix when the text starts with a
-    # space, unlike sentencepiece (and llama.cpp). Llama 2's own tokenizer.json prepends always:
-    space = "\u2581"
-    backend.normalizer = normalizers.Sequence([normalizers.Prepend(space), normalizers.Replace(" ", space)])
-    backend.pre_tokenizer = None
-    return PreTrainedTokenizerFast(
-        tokenizer_object=backend,
-        bos_token="<s>",
-        eos_token="</s>",
-        unk_token="<unk>",
-        clean_up_tokenization_spaces=False,
-    )
+
+FAMILY_TEMPLATE = "<the family's>"  # build_tiny_model's default chat template
+
+
+def build_tiny_model(
+    out_dir: str | os.PathLike[str],
+    family: str,
+    *,
+    hidden_size: int = 256,
+    intermediate_size: int = 512,
+    num_hidden_layers: int = 2,
+    num_attention_heads: int = 4,
+    num_key_value_heads: int = 2,
+    seed: int = 0,
+    dtype: str = "float32",
+    chat_template: str | None = FAMILY_TEMPLATE,
+    name: str | None = None,
+    **config: Any,
+) -> Path:
+    """Write the tiny checkpoint of `family` (a key of TINY_FAMILIES) to `out_dir`.
+
+    dtype: the weights' dtype on disk (float32, float16 or bfloat16). chat_template: the family's
+    real one by default, another text, or None. name: recorded as the model's name (default
+    tiny-FAMILY). config: overrides of the family's config values (e.g. tie_word_embeddings=False)."""
+    import torch
+    import transformers
+
+    spec = TINY_FAMILIES[family]
+    out_dir = Path(out_dir)
+    with atomic_path(out_dir, directory=True) as tmp:
+        tok = _tokenizer(tmp, spec)
+        if chat_template != FAMILY_TEMPLATE:
+            tok.chat_template = chat_template
+        values: dict[str, Any] = {
+            "vocab_size": len(tok) + spec.vocab_padding,
+            "hidden_size": hidden_size,
+            "intermediate_size": intermediate_size,
+            "num_hidden_layers": num_hidden_layers,
+            "num_attention_heads": num_attention_heads,
+            "num_key_value_heads": num_key_value_heads,
+            "max_position_embeddings": 256,
+            "initializer_range": 0.15,
+            "bos_token_id": tok.bos_token_id,
+            "eos_token_id": tok.eos_token_id,
+            "pad_token_id": tok.pad_token_id,
+            **spec.config,
+            **config,
+        }
+        cfg = getattr(transformers, spec.config_class)(**values)
+        cfg.architectures = [spec.architecture]
+        torch.manual_seed(seed)
+        model = getattr(transformers, spec.model_class)(cfg)
+        _randomize(model, seed)
+        kind, style = spec.tokenizer
+        add_bos = SPM_STYLES[style].add_bos if kind == "spm" else None
+        _save(model, tok, tmp, name or f"tiny-{family}", dtype, add_bos)
+    return out_dir
 
 
 def build_tiny_llama(
@@ -160,61 +281,59 @@ def build_tiny_llama(
     seed: int = 0,
     dtype: str = "float32",
 ) -> Path:
-    """Write a tiny random LlamaForCausalLM (GQA, optional llama3 rope scaling) to `out_dir`.
+    """The small Llama of most other areas' tests (hidden 64, GQA 4/2, llama3 RoPE scaling):
+    byte-level BPE with Llama 3's pre-tokenizer and a short Llama 3 chat template, or a Llama 2
+    style SentencePiece tokenizer without one."""
+    if tokenizer not in ("bpe", "spm"):
+        raise ValueError(f"tokenizer must be 'bpe' or 'spm', not {tokenizer!r}")
+    scaling = {"llama3": _LLAMA3_ROPE, "linear": {"rope_type": "linear", "factor": 2.0}, None: None}[
+        rope_scaling
+    ]
+    return build_tiny_model(
+        out_dir,
+        "llama" if tokenizer == "bpe" else "llama-spm",
+        hidden_size=hidden_size,
+        intermediate_size=intermediate_size,
+        num_hidden_layers=num_hidden_layers,
+        num_attention_heads=num_attention_heads,
+        num_key_value_heads=num_key_value_heads,
+        seed=seed,
+        dtype=dtype,
+        chat_template=LLAMA3_CHAT_TEMPLATE if tokenizer == "bpe" else None,
+        name="tiny-llama",
+        rope_scaling=scaling,
+        tie_word_embeddings=tie_word_embeddings,
+        rms_norm_eps=1e-5,
+        rope_theta=10000.0,
+    )
 
-    Weights are drawn with a large std and norm weights are perturbed away from 1, so wrong
-    tensor layouts (q/k permutation, norm mapping) change the logits clearly."""
+
+def build_tiny_gpt2(out_dir: str | os.PathLike[str], *, seed: int = 0) -> Path:
+    """A tiny GPT2LMHeadModel: an architecture llama.cpp's converter handles and ours does not
+    (the `convert.backend=llamacpp` case), with a GPT-2 style byte-level BPE tokenizer."""
     import torch
-    from transformers import GenerationConfig, LlamaConfig, LlamaForCausalLM
+    from transformers import GPT2Config, GPT2LMHeadModel
 
     out_dir = Path(out_dir)
     with atomic_path(out_dir, directory=True) as tmp:
-        if tokenizer == "bpe":
-            tok = build_bpe_tokenizer(tmp)
-        elif tokenizer == "spm":
-            tok = build_spm_tokenizer(tmp)
-        else:
-            raise ValueError(f"tokenizer must be 'bpe' or 'spm', not {tokenizer!r}")
-        scaling = None
-        if rope_scaling == "llama3":
-            scaling = {
-                "rope_type": "llama3",
-                "factor": 8.0,
-                "low_freq_factor": 1.0,
-                "high_freq_factor": 4.0,
-                "original_max_position_embeddings": 64,
-            }
-        elif rope_scaling == "linear":
-            scaling = {"rope_type": "linear", "factor": 2.0}
-        config = LlamaConfig(
+        tok = build_bpe_tokenizer(tmp, style="gpt2")
+        config = GPT2Config(
             vocab_size=len(tok),
-            hidden_size=hidden_size,
-            intermediate_size=intermediate_size,
-            num_hidden_layers=num_hidden_layers,
-            num_attention_heads=num_attention_heads,
-            num_key_value_heads=num_key_value_heads,
-            max_position_embeddings=256,
-            rms_norm_eps=1e-5,
-            rope_theta=10000.0,
-            rope_scaling=scaling,
-            tie_word_embeddings=tie_word_embeddings,
+            n_embd=256,
+            n_layer=2,
+            n_head=4,
+            n_positions=256,
             bos_token_id=tok.bos_token_id,
             eos_token_id=tok.eos_token_id,
             initializer_range=0.15,
-            dtype=dtype,
         )
         torch.manual_seed(seed)
-        model = LlamaForCausalLM(config)
-        with torch.no_grad():
-            gen = torch.Generator().manual_seed(seed + 1)
-            for name, param in model.named_parameters():
-                if name.endswith("norm.weight"):
-                    param.copy_(1.0 + 0.3 * torch.randn(param.shape, generator=gen))
-        model = model.to(getattr(torch, dtype)).eval()
-        model.generation_config = GenerationConfig(
-            bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id, do_sample=False
-        )
-        model.config.name_or_path = "tiny-llama"
-        tok.name_or_path = "tiny-llama"
-        save_checkpoint(model, tok, tmp)
+        model = GPT2LMHeadModel(config)
+        _randomize(model, seed)
+        _save(model, tok, tmp, "tiny-gpt2", "float32")
+        # GPT-2's hub config.json carries n_ctx (llama.cpp's converter reads it); transformers 5 drops it
+        path = tmp / "config.json"
+        config_json = json.loads(path.read_text(encoding="utf-8"))
+        config_json["n_ctx"] = config.n_positions
+        path.write_text(json.dumps(config_json, indent=2, sort_keys=True) + "\n", encoding="utf-8")
     return out_dir

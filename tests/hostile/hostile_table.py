@@ -46,11 +46,6 @@ from pocketquant.testing.hostile_inputs import (
 
 REPO_DIR = str(Path(__file__).resolve().parents[2])  # this repository (a real git work tree)
 
-AWAITS_CONVERTER = (
-    "awaits the converter rewrite in /work/fam (issue 9: checkpoint validated against its config "
-    "before writing); the lead flips this row after merging it"
-)
-
 
 @dataclass(frozen=True)
 class Row:
@@ -467,16 +462,16 @@ TABLE: list[Row] = [
         ("f/out.gguf", "not a directory"), readme="output"),
     # convert: checkpoints that do not match their config (the converter's own validation)
     Row("convert-q_proj-wrong-shape", convert(hf_weights(reshaped("self_attn.q_proj", [32, 128]))),
-        (Q_PROJ,), xfail=AWAITS_CONVERTER, readme="converter"),
+        (Q_PROJ,), readme="converter"),
     Row("convert-more-layers-than-present", convert(hf_config(num_hidden_layers=3)),
-        ("num_hidden_layers|layers.2",), xfail=AWAITS_CONVERTER, readme="converter"),
+        ("num_hidden_layers|layers.2",), readme="converter"),
     Row("convert-missing-tensor-of-a-layer",
         convert(hf_weights(lambda p: drop_safetensor(p, "model.layers.1.mlp.up_proj.weight"))),
-        ("model.layers.1.mlp.up_proj.weight",), xfail=AWAITS_CONVERTER, readme="converter"),
+        ("model.layers.1.mlp.up_proj.weight",), readme="converter"),
     Row("convert-2d-norm", convert(hf_weights(reshaped("input_layernorm", [8, 8]))),
-        ("model.layers.0.input_layernorm.weight",), xfail=AWAITS_CONVERTER, readme="converter"),
+        ("model.layers.0.input_layernorm.weight",), readme="converter"),
     Row("convert-5d-tensor", convert(hf_weights(reshaped("self_attn.o_proj", [4, 4, 4, 4, 16]))),
-        ("model.layers.0.self_attn.o_proj.weight",), xfail=AWAITS_CONVERTER, readme="converter"),
+        ("model.layers.0.self_attn.o_proj.weight",), readme="converter"),
     Row("convert-extra-tensor",
         convert(hf_weights(lambda p: add_safetensor(p, "model.layers.0.mystery.weight", [64]))),
         ("model.layers.0.mystery.weight",), readme="converter"),

@@ -1,0 +1,87 @@
+"""Model families the native converter handles, registered by their HF `architectures` names.
+
+Adding a family is adding one module here (a `Family` subclass decorated with `@register`) and its
+tiny test model in pocketquant/testing/. Any other architecture converts with llama.cpp's own
+converter (`convert.backend=llamacpp`).
+"""
+
+from __future__ import annotations
+
+import importlib
+from pathlib import Path
+from typing import Any
+
+from pocketquant.convert.errors import ConversionError
+from pocketquant.convert.families.base import Family, OutputTransform
+
+_REGISTRY: dict[str, type[Family]] = {}
+# Family modules, imported on first use (each registers its classes).
+_MODULES = ("llama", "mistral", "qwen2", "qwen3", "gemma", "phi3", "phi2", "olmo2", "granite")
+
+
+def register(cls: type[Family]) -> type[Family]:
+    for arch in cls.architectures:
+        if arch in _REGISTRY and _REGISTRY[arch] is not cls:
+            raise RuntimeError(
+                f"architecture {arch} registered twice ({_REGISTRY[arch].__name__}, {cls.__name__})"
+            )
+        _REGISTRY[arch] = cls
+    return cls
+
+
+def registry() -> dict[str, type[Family]]:
+    """HF architecture name -> family class, for every native family."""
+    for module in _MODULES:
+        importlib.import_module(f"{__name__}.{module}")
+    return dict(_REGISTRY)
+
+
+def native_architectures() -> tuple[str, ...]:
+    return tuple(sorted(registry()))
+
+
+def architecture_of(hparams: dict[str, Any], model_dir: Path) -> str:
+    archs = hparams.get("architectures") or []
+    if not archs:
+        raise ConversionError(
+            f"{model_dir / 'config.json'}: no 'architectures' entry; cannot tell the model family"
+        )
+    return str(archs[0])
+
+
+def family_for(hparams: dict[str, Any], model_dir: Path) -> type[Family]:
+    """The family class of a checkpoint; an unknown architecture names itself and the way out."""
+    arch = architecture_of(hparams, model_dir)
+    families = registry()
+    if arch not in families:
+        raise ConversionError(
+            f"{model_dir / 'config.json'}: architecture {arch} has no native converter "
+            f"(native: {', '.join(sorted(families))}); set convert.backend=llamacpp "
+            "(`pocketquant convert --backend llamacpp`) to use llama.cpp's own converter"
+        )
+    return families[arch]
+
+
+def output_transform(model_dir: str | Path) -> OutputTransform:
+    """The output transform (lm_head bias, logit scale, final soft-capping) of the checkpoint in
+    `model_dir`, for evaluation; reads its config only."""
+    import gguf
+
+    from pocketquant.convert.hf_to_gguf import load_hparams
+    from pocketquant.models.checkpoint import read_config
+
+    model_dir = Path(model_dir)
+    family_cls = family_for(read_config(model_dir), model_dir)
+    hparams, _ = load_hparams(model_dir)
+    return family_cls(model_dir, hparams, gguf.LlamaFileType.ALL_F32).output_transform()
+
+
+__all__ = [
+    "Family",
+    "OutputTransform",
+    "family_for",
+    "native_architectures",
+    "output_transform",
+    "register",
+    "registry",
+]
