@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import importlib.metadata
 import importlib.util
-import json
 import os
 import shutil
 from dataclasses import dataclass
@@ -20,6 +19,7 @@ from pocketquant.atomic import atomic_path
 from pocketquant.errors import ConfigError
 from pocketquant.models.checkpoint import (
     CHECKPOINT_FILES,
+    drop_incidental_keys,
     save_checkpoint,
     validate_model_dir,
     weight_files,
@@ -152,34 +152,7 @@ def acquire_embedded(name: str, out_dir: Path) -> Path:
         )
         tokenizer.name_or_path = name
         save_checkpoint(model, tokenizer, tmp)
-        drop_incidental_keys(tmp)
     return out_dir
-
-
-# Keys transformers writes that say how the files were made, not what the model is: the library
-# version (a library upgrade would change the checkpoint's bytes and the hash of everything after
-# it) and the flags the tokenizer happened to be loaded with. Nothing reads them back.
-INCIDENTAL_KEYS: dict[str, tuple[str, ...]] = {
-    "config.json": ("transformers_version",),
-    "generation_config.json": ("transformers_version",),
-    "tokenizer_config.json": ("is_local", "local_files_only"),
-}
-
-
-def drop_incidental_keys(out_dir: Path) -> None:
-    """Remove INCIDENTAL_KEYS from an acquired checkpoint's JSON files, keeping their layout
-    (sorted keys, 2-space indent, trailing newline: the files are already written that way)."""
-    for name, keys in INCIDENTAL_KEYS.items():
-        path = out_dir / name
-        if not path.is_file():
-            continue
-        data = json.loads(path.read_text(encoding="utf-8"))
-        if isinstance(data, dict) and any(k in data for k in keys):
-            for k in keys:
-                data.pop(k, None)
-            path.write_text(
-                json.dumps(data, indent=2, sort_keys=True, ensure_ascii=False) + "\n", encoding="utf-8"
-            )
 
 
 def _fix_embedded_tokenizer(tokenizer, gguf_path: Path) -> None:  # noqa: ANN001 (transformers type)

@@ -92,6 +92,32 @@ def _normalize_json(path: Path) -> None:
     path.write_text(json.dumps(data, indent=2, sort_keys=True, ensure_ascii=False) + "\n", encoding="utf-8")
 
 
+# Keys transformers writes that say how the files were made, not what the model is: the library
+# version (a library upgrade would change the checkpoint's bytes and the hash of everything after
+# it) and the flags the tokenizer happened to be loaded with. Nothing reads them back.
+INCIDENTAL_KEYS: dict[str, tuple[str, ...]] = {
+    "config.json": ("transformers_version",),
+    "generation_config.json": ("transformers_version",),
+    "tokenizer_config.json": ("is_local", "local_files_only"),
+}
+
+
+def drop_incidental_keys(out_dir: Path) -> None:
+    """Remove INCIDENTAL_KEYS from an acquired checkpoint's JSON files, keeping their layout
+    (sorted keys, 2-space indent, trailing newline: the files are already written that way)."""
+    for name, keys in INCIDENTAL_KEYS.items():
+        path = out_dir / name
+        if not path.is_file():
+            continue
+        data = json.loads(path.read_text(encoding="utf-8"))
+        if isinstance(data, dict) and any(k in data for k in keys):
+            for k in keys:
+                data.pop(k, None)
+            path.write_text(
+                json.dumps(data, indent=2, sort_keys=True, ensure_ascii=False) + "\n", encoding="utf-8"
+            )
+
+
 def normalize_checkpoint_files(out_dir: Path) -> None:
     """Make the small JSON files of a saved checkpoint byte-stable.
 
@@ -109,3 +135,4 @@ def save_checkpoint(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, 
     model.save_pretrained(out_dir, safe_serialization=True, max_shard_size="1000GB")
     tokenizer.save_pretrained(out_dir)
     normalize_checkpoint_files(out_dir)
+    drop_incidental_keys(out_dir)

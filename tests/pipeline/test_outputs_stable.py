@@ -4,16 +4,22 @@ upgrade must not change artifacts/base/hf and with it every hash downstream)."""
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 from pocketquant.models import ModelSource, acquire_model
-from pocketquant.models.acquire import INCIDENTAL_KEYS, drop_incidental_keys
+from pocketquant.models.checkpoint import INCIDENTAL_KEYS, drop_incidental_keys
 
 
 def test_local_acquire_drops_the_transformers_version(tiny_llama_dir: Path, tmp_path: Path) -> None:
-    source = json.loads((tiny_llama_dir / "config.json").read_text())
-    assert "transformers_version" in source  # what transformers writes: the test can fail
-    out = acquire_model(ModelSource.from_config(path=tiny_llama_dir), tmp_path / "hf")
+    # a user's checkpoint, as transformers' save_pretrained writes it (with its version)
+    user_dir = tmp_path / "user"
+    shutil.copytree(tiny_llama_dir, user_dir)
+    for name in ("config.json", "generation_config.json"):
+        data = json.loads((user_dir / name).read_text())
+        (user_dir / name).write_text(json.dumps({**data, "transformers_version": "4.99.0"}, indent=2))
+    source = json.loads((user_dir / "config.json").read_text())
+    out = acquire_model(ModelSource.from_config(path=user_dir), tmp_path / "hf")
     for name, keys in INCIDENTAL_KEYS.items():
         if (out / name).is_file():
             data = json.loads((out / name).read_text())
