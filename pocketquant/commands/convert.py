@@ -28,10 +28,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--outtype",
         choices=["f16", "bf16", "f32"],
         default="f16",
-        help="type of 2-D weights (norms stay F32)",
+        help="type of 2-D weights (norms stay F32; default: %(default)s)",
     )
     parser.add_argument(
-        "--backend", choices=BACKENDS, default=DEFAULT_BACKEND, help="native (ours) or llamacpp (llama.cpp's)"
+        "--backend",
+        choices=BACKENDS,
+        default=DEFAULT_BACKEND,
+        help="native (ours, for the families in docs/models.md) or llamacpp (llama.cpp's own converter, "
+        "any architecture it knows; default: %(default)s)",
     )
     parser.add_argument(
         "--name", default=None, help="general.name (default: from config.json, else the directory name)"
