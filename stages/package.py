@@ -44,7 +44,7 @@ def main() -> None:
             model_name=model,
             scheme=scheme,
             # the params this stage lists in dvc.yaml: the manifest records exactly what built it
-            params={k: p[k] for k in ("model", "convert", "quant", "package")},
+            params={k: p[k] for k in ("model", "convert", "quant", "nf4", "package")},
             metrics=read_json_object(args.metrics, "metrics"),
             num_ctx=pkg["num_ctx"],
             extra_parameters={"temperature": pkg["temperature"]},

@@ -38,7 +38,7 @@ def test_params_yaml_is_the_composition_of_conf() -> None:
 def test_defaults_are_the_documented_ones() -> None:
     p = composed()
     assert p["model"]["name"] == "smollm2-135m"
-    assert p["quant"]["name"] == "q4_k_m" and p["quant"]["family"] == "gguf"
+    assert p["quant"]["name"] == "q4_k_m" and p["nf4"]["blocksize"] == 64
     assert p["eval"]["corpus"] == "default" and p["eval"]["n_ctx"] == 512
     assert p["convert"]["outtype"] == "f16"
 
@@ -55,15 +55,12 @@ def test_every_group_has_its_options() -> None:
 )
 def test_every_option_composes(group: str, option: str) -> None:
     p = composed([f"{group}={option}"])
-    assert set(p) >= {*GROUPS, "convert"}
+    assert set(p) >= {*GROUPS, "convert", "nf4"}
     chosen = p[group]
     assert chosen["name"] == option, f"conf/{group}/{option}.yaml: name must equal the file name"
     # Each option of a group has the same keys, so a stage never meets a missing key.
     default = composed()[group]
-    if group == "quant":
-        base = {"name", "family", "ftype", "threads", "imatrix", "source"}
-        assert base <= set(chosen), f"quant={option} lacks {base - set(chosen)}"
-    elif group == "model":
+    if group == "model":
         assert set(chosen) == set(default)
     else:
         assert set(chosen) == set(default), f"{group}={option} keys differ from the default's"
@@ -71,21 +68,23 @@ def test_every_option_composes(group: str, option: str) -> None:
 
 @pytest.mark.parametrize("option", options("quant"))
 def test_quant_options_are_valid_schemes(option: str) -> None:
+    """A scheme is its name: nf4, or a llama-quantize type (q4_k_m -> Q4_K_M); nothing else in
+    conf/quant differs between schemes, so a scheme sweep changes one param."""
     q = composed([f"quant={option}"])["quant"]
-    assert q["family"] in ("gguf", "nf4")
-    assert q["imatrix"] is False
-    assert q["source"] == "base"
-    if q["family"] == "gguf":
+    assert set(q) == {"name", "threads", "imatrix", "source"}
+    assert q["imatrix"] is False and q["source"] == "base"
+    if q["name"] != "nf4":
         from pocketquant.quantize import parse_ftype
 
-        assert parse_ftype(q["ftype"]).name == q["ftype"]
-    else:
-        from pocketquant.nf4 import BLOCKSIZES, COMPUTE_DTYPES
+        assert parse_ftype(q["name"]).name == q["name"].upper()
 
-        assert q["compute_dtype"] in COMPUTE_DTYPES
 
-        assert q["blocksize"] in BLOCKSIZES
-        assert q["compute_dtype"] == "bfloat16" and isinstance(q["double_quant"], bool)
+def test_nf4_settings_are_valid() -> None:
+    from pocketquant.nf4 import BLOCKSIZES, COMPUTE_DTYPES
+
+    n = composed()["nf4"]
+    assert n["blocksize"] in BLOCKSIZES and n["compute_dtype"] in COMPUTE_DTYPES
+    assert n["compute_dtype"] == "bfloat16" and isinstance(n["double_quant"], bool)
 
 
 def test_unknown_scheme_lists_the_options() -> None:

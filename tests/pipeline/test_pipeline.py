@@ -169,10 +169,10 @@ def test_failing_stage_keeps_earlier_outputs_and_writes_nothing_half(ws: Workspa
     repo = ws.fresh_clone("bad-ftype", shared_cache=True)
     dvc(repo, "checkout")  # the baseline's outputs, linked from the shared cache
     lock_md5 = {p: md5(p) for p in cached_outputs(repo) if "variant" not in p.parts}
-    compose_params(repo, "quant.ftype=Q9_BOGUS")
+    compose_params(repo, "quant.name=q9_bogus")
     r = dvc(repo, "repro", check=False)
     assert r.returncode != 0
-    assert "stage quantize: error:" in r.out and "Q9_BOGUS" in r.out, r.out
+    assert "stage quantize: error:" in r.out and "q9_bogus" in r.out, r.out
     assert r.ran == {"check_params", "quantize"}
     # Upstream outputs (and the cache they link to) are untouched; the failed output is absent.
     assert {p: md5(p) for p in lock_md5} == lock_md5

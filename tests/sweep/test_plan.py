@@ -47,7 +47,7 @@ def test_comma_sweep_expands_to_one_composed_point_per_scheme(tmp_path: Path) ->
     assert [p.index for p in points] == [1, 2, 3]
     for point, scheme in zip(points, ("q4_k_m", "q8_0", "nf4"), strict=True):
         assert point.params() == composed_by_dvc(tmp_path, f"quant={scheme}", "eval=smoke")
-    assert points[2].params()["quant"]["family"] == "nf4"
+    assert points[2].params()["quant"]["name"] == "nf4"
 
 
 def test_two_sweeps_give_their_product_in_dvc_order() -> None:

@@ -217,15 +217,15 @@ def test_failing_stage_on_a_local_cluster_is_reported_with_its_error_line(lab: L
     status 1, no experiment recorded. The node's shared DVC cache (the default) is used, and what
     the first sweep pushed is restored through the run-cache, not recomputed."""
     t0 = time.perf_counter()
-    args = ("-S", "quant=q4_k_m", "-S", "eval=smoke", "-S", "quant.ftype=Q9_BOGUS", "--name", "bad")
+    args = ("-S", "quant=q4_k_m", "-S", "eval=smoke", "-S", "quant.name=q9_bogus", "--name", "bad")
     with sweeping(lab, *args, "--shared-cache", "--local-cpus", "1", cluster=False) as d:
         code, out = d.finish()
     TIMINGS["failing_sweep_local_cluster"] = time.perf_counter() - t0
     assert code == 1, out[-4000:]
-    assert "stage quantize: error:" in out and "Q9_BOGUS" in out, out[-4000:]
+    assert "stage quantize: error:" in out and "q9_bogus" in out, out[-4000:]
     (task,) = read_json(record_dir(lab, "bad") / "record.json")["tasks"]
     assert task["state"] == "failed" and len(task["attempts"]) == 1
-    assert task["error"].startswith("stage quantize: error:") and "Q9_BOGUS" in task["error"]
+    assert task["error"].startswith("stage quantize: error:") and "q9_bogus" in task["error"]
     attempt = task["attempts"][0]
     # check_params re-checks this point's own params (a constant marker: nothing downstream moves)
     assert attempt["ran"] == ["check_params", "quantize"], attempt
