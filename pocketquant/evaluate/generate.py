@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from pocketquant.evaluate.model import LanguageModel
+from pocketquant.evaluate.language_model import LanguageModel
 
 
 def chat_prompts(prompts: list[str], tokenizer_dir: str | os.PathLike[str]) -> list[str]:

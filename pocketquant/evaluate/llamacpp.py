@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from pocketquant.evaluate.errors import ModelLoadError
-from pocketquant.evaluate.model import LanguageModel
+from pocketquant.evaluate.language_model import LanguageModel
 
 _LOG_CALLBACK = None  # keep the ctypes callback alive for the process
 

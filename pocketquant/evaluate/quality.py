@@ -8,7 +8,7 @@ from tqdm import tqdm
 
 from pocketquant.evaluate.corpus import Corpus
 from pocketquant.evaluate.errors import ReferenceMismatchError, TokenizerMismatchError
-from pocketquant.evaluate.model import LanguageModel
+from pocketquant.evaluate.language_model import LanguageModel
 from pocketquant.evaluate.reference import BaseReference, chunk_ids, corpus_ids
 from pocketquant.evaluate.scoring import kl_full, score_rows
 

@@ -25,9 +25,10 @@ def ppl_corpus(request):
 
 
 @pytest.fixture(scope="module")
-def f32_reference(smollm2_hf, default_corpus):
-    """The F32 base in transformers (the same weights as the F32 GGUF), as the pipeline builds it."""
-    return compute_reference(smollm2_hf, default_corpus, n_ctx=128, n_chunks=2, progress=False)
+def f32_reference(hf_reference):
+    """The F32 base in transformers (the same weights as the F32 GGUF), as the pipeline builds it:
+    default corpus, n_ctx 128, 2 chunks (the session's shared reference)."""
+    return hf_reference
 
 
 def test_both_engines_tokenize_the_corpus_identically(smollm2_llama_f32, smollm2_hf, ppl_corpus):
@@ -44,9 +45,9 @@ def test_f32_ppl_in_llama_cpp_and_transformers_agree_within_1pct(smollm2_llama_f
     assert abs(a["ppl"] / b["ppl"] - 1) < 0.01, (a["ppl"], b["ppl"])
 
 
-def test_cross_engine_noise_floor_is_tiny(smollm2_llama_f32, smollm2_hf, default_corpus):
+def test_cross_engine_noise_floor_is_tiny(smollm2_llama_f32, smollm2_hf_dir, default_corpus):
     """Same weights, two engines: the KLD a perfect variant would show (transformers reference)."""
-    ref = compute_reference(smollm2_hf, default_corpus, n_ctx=128, n_chunks=1, progress=False)
+    ref = compute_reference(smollm2_hf_dir, default_corpus, n_ctx=128, n_chunks=1, progress=False)
     q = evaluate_quality(smollm2_llama_f32, default_corpus, ref, progress=False)
     assert q["kld_mean"] < 1e-3 and q["top1_agreement_pct"] > 95.0
     assert q["base_engine"] == "transformers" and q["engine"] == "llama.cpp"
