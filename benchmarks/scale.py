@@ -9,7 +9,7 @@ cloned into a scratch directory, and the pipeline runs there with DVC as a user 
     dvc exp run -S model=local -S model.path=CKPT             (default eval, q4_k_m)
     dvc exp run -S model=local -S model.path=CKPT -S quant=nf4   (3B only; --nf4 to choose)
 
-Every stage process (and the llama.cpp runtime child of the evaluate stages) is watched from outside
+Every stage process (and the runtime child of the evaluate stages) is watched from outside
 every 0.2 s: wall time, peak RSS (the kernel's high-water mark VmHWM, exact) and the largest
 anonymous part (RssAnon, sampled; the rest of RSS is pages of mapped files such as a GGUF that
 llama.cpp maps). The stages' own lines ("pocketquant <stage>: wall ..., peak RSS ...") are collected
@@ -95,7 +95,7 @@ class Watcher:
             while parent is not None and parent.pid != self.root:
                 label = self.stats.get(parent.pid)
                 if label:
-                    return f"{label.label} / llama.cpp runtime child"
+                    return f"{label.label} / runtime child"
                 parent = parent.parent()
             return "runtime child"
         return None
@@ -255,8 +255,9 @@ def main() -> None:
                 shutil.rmtree(workdir, ignore_errors=True)
     if args.json:
         Path(args.json).write_text(json.dumps(all_results, indent=2) + "\n", encoding="utf-8")
-    for key, r in all_results.items():
-        print(table(key, r))
+    if len(all_results) > 1:  # all tables together at the end
+        for key, r in all_results.items():
+            print(table(key, r))
 
 
 if __name__ == "__main__":

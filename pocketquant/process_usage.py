@@ -13,20 +13,31 @@ import time
 import psutil
 
 
-def process_usage() -> dict[str, float]:
-    """{"wall_s": seconds since this process started, "peak_rss_mib": its maximum RSS so far}.
+def peak_rss_bytes() -> int:
+    """This process's own peak RSS: the kernel's high-water mark of its address space (VmHWM).
 
-    Peak RSS is the kernel's high-water mark (ru_maxrss, KiB on Linux): exact, not sampled. It
-    counts pages of memory-mapped files too (llama.cpp maps the GGUF it runs)."""
+    Not ru_maxrss: Linux carries that across fork + exec, so a child started by a 2 GB process
+    reports at least 2 GB even if it never uses them. Both count pages of memory-mapped files
+    (llama.cpp maps the GGUF it runs)."""
+    try:
+        with open("/proc/self/status", encoding="ascii", errors="replace") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # KiB on Linux, elsewhere bytes/1024
+
+
+def process_usage() -> dict[str, float]:
+    """{"wall_s": seconds since this process started, "peak_rss_mib": its peak RSS so far}."""
     wall = time.time() - psutil.Process().create_time()
-    peak_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return {"wall_s": round(wall, 2), "peak_rss_mib": round(peak_kib / 1024.0, 1)}
+    return {"wall_s": round(wall, 2), "peak_rss_mib": round(peak_rss_bytes() / 2**20, 1)}
 
 
 def log_usage(what: str) -> dict[str, float]:
     """Print one line "pocketquant <what>: wall N s, peak RSS N MiB" to stderr and return the numbers."""
     u = process_usage()
-    print(
-        f"pocketquant {what}: wall {u['wall_s']:.1f} s, peak RSS {u['peak_rss_mib']:.0f} MiB", file=sys.stderr
-    )
+    line = f"pocketquant {what}: wall {u['wall_s']:.1f} s, peak RSS {u['peak_rss_mib']:.0f} MiB"
+    print(line, file=sys.stderr)
     return u
