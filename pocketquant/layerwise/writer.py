@@ -76,7 +76,7 @@ def header_bytes(
 
 def _raw_bytes(t: torch.Tensor) -> memoryview:
     t = t.detach().contiguous()
-    return memoryview(t.view(torch.uint8).numpy()) if t.numel() else memoryview(b"")
+    return memoryview(t.reshape(-1).view(torch.uint8).numpy()) if t.numel() else memoryview(b"")
 
 
 class SafetensorsWriter:
