@@ -6,6 +6,8 @@ and memory went; benchmarks/scale.py compares it with the targets (docs/pipeline
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
 import resource
 import sys
 import time
@@ -41,3 +43,21 @@ def log_usage(what: str) -> dict[str, float]:
     line = f"pocketquant {what}: wall {u['wall_s']:.1f} s, peak RSS {u['peak_rss_mib']:.0f} MiB"
     print(line, file=sys.stderr)
     return u
+
+
+_M_MMAP_THRESHOLD = -3  # glibc mallopt parameter
+
+
+def return_freed_memory(threshold: int = 2**20) -> bool:
+    """Make glibc hand large freed blocks back to the OS at once (True if it could be set).
+
+    glibc raises its mmap threshold to the size of the last large block freed (up to 32 MB), after
+    which such blocks come from its heap and stay resident when freed: scoring one 128k-vocabulary
+    block after another kept ~400 MB more RSS than it used (a 3B evaluation peaked at 3.2 GB
+    instead of 2.9 GB). A fixed threshold keeps every block above it an mmap of its own."""
+    name = ctypes.util.find_library("c")
+    try:
+        libc = ctypes.CDLL(name) if name else None
+        return bool(libc is not None and libc.mallopt(_M_MMAP_THRESHOLD, threshold))
+    except (OSError, AttributeError):  # not glibc (musl, macOS): nothing to tune
+        return False

@@ -48,8 +48,8 @@ ENGINE = "transformers"  # the base runs in transformers' own modules (layer by 
 # torch threads for the base forward pass when building the reference: fixed, so the stored hidden
 # states are the same bytes on every machine size (CPU matmul rounding depends on the work split).
 REFERENCE_THREADS = 2
-# Float32 bytes of one vocabulary slice of W_out: 64 MiB is 5,461 rows of a 3072-wide model.
-VOCAB_SLICE_BYTES = 64 * 2**20
+# Float32 bytes of one vocabulary slice of W_out: 16 MiB is 1,365 rows of a 3072-wide model.
+VOCAB_SLICE_BYTES = 16 * 2**20
 
 
 class Tokenizes(Protocol):
@@ -180,13 +180,14 @@ class BaseReference:
             )
         return BaseReference(self.ids, self.nll, self.hidden, self.meta, out)
 
-    def chunk_logits(self, i: int) -> torch.Tensor:
-        """The base's exact full-vocabulary logits at chunk i's scored positions (float32)."""
+    def chunk_logits(self, i: int, start: int = 0, stop: int | None = None) -> torch.Tensor:
+        """The base's exact full-vocabulary logits (float32) at chunk i's scored positions, or at
+        positions start..stop of them (a block: the same numbers as those rows of the whole)."""
         if self.output is None:
             raise EvaluationError(
                 "the base reference needs the base checkpoint's output head: pass base= (the base HF dir)"
             )
-        return self.output.logits(self.hidden[i])
+        return self.output.logits(self.hidden[i][start:stop])
 
 
 def corpus_ids(model: Tokenizes, corpus: Corpus, n_ctx: int, n_chunks: int | None) -> np.ndarray:

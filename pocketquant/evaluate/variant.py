@@ -24,7 +24,7 @@ from pocketquant.evaluate.quality import evaluate_quality
 from pocketquant.evaluate.reference import BaseReference, compute_reference, load_reference, save_reference
 from pocketquant.evaluate.runtime import measure_runtime
 from pocketquant.evaluate.size import model_size
-from pocketquant.process_usage import log_usage
+from pocketquant.process_usage import log_usage, return_freed_memory
 
 PathLike = str | os.PathLike[str]
 
@@ -41,6 +41,7 @@ def build_reference(
 ) -> BaseReference:
     """Base model (HF checkpoint dir) -> reference file at `out` (hidden states, see reference.py),
     streaming the base layer by layer; logs the wall time and peak RSS of the process."""
+    return_freed_memory()
     ref = compute_reference(base, corpus, n_ctx=n_ctx, n_chunks=n_chunks, threads=threads, progress=progress)
     save_reference(ref, out)
     log_usage("reference")
@@ -71,6 +72,7 @@ def evaluate_variant(
     `base`: the base HF checkpoint dir the reference was built from (its output matrix turns the
     stored hidden states back into exact logits); optional when `reference` already carries it."""
     threads = threads or default_threads()
+    return_freed_memory()  # blocks of logits come and go: keep RSS to what is in use
     ref = reference if isinstance(reference, BaseReference) else load_reference(reference)
     if base is not None:
         ref = ref.with_output(base)

@@ -12,7 +12,7 @@ import torch
 
 from pocketquant.evaluate.output_head import OutputHead, output_head
 from pocketquant.evaluate.reference import BaseOutput, compute_reference, save_reference
-from pocketquant.evaluate.scoring import KL_BLOCK_ROWS, _row_blocks, kl_full
+from pocketquant.evaluate.scoring import KL_BLOCK_ROWS, kl_full, row_blocks
 from pocketquant.layerwise.forward import LayerwiseModel
 from pocketquant.layerwise.weights import CheckpointWeights
 from pocketquant.testing.random_checkpoints import FAMILIES, build_random_checkpoint
@@ -99,31 +99,40 @@ def test_streamed_reference_is_byte_identical_to_the_whole_model_reference(
 
 
 def test_kl_row_blocks():
-    assert _row_blocks(1) == [(0, 1)]
-    assert _row_blocks(255) == [(0, 64), (64, 128), (128, 255)]  # no short last block
-    assert _row_blocks(128) == [(0, 64), (64, 128)]
+    assert row_blocks(1) == [(0, 1)]
+    assert row_blocks(255)[-2:] == [(160, 192), (192, 255)] and len(row_blocks(255)) == 7
+    assert row_blocks(64) == [(0, 32), (32, 64)]  # no short last block
     for n in (1, 5, KL_BLOCK_ROWS, KL_BLOCK_ROWS + 1, 255, 257):
-        blocks = _row_blocks(n)
+        blocks = row_blocks(n)
         assert blocks[0][0] == 0 and blocks[-1][1] == n
         assert all(b - a >= min(n, KL_BLOCK_ROWS) for a, b in blocks)
 
 
 @pytest.mark.slow
-def test_sliced_output_and_blocked_kl_give_the_same_kld(
+def test_sliced_output_and_blocked_scoring_give_the_same_numbers(
     smollm2_hf_dir, default_setting_reference, smollm2_llama_q41
 ):
     """Q4_1 (llama.cpp) vs the SmolLM2 reference: base logits from W_out in slices of a few
-    thousand rows and the KL in row blocks equal the whole-matrix, whole-chunk computation."""
+    thousand rows, for blocks of positions, and NLL/KL/top-1 per block equal the whole-matrix,
+    whole-chunk computation the evaluation did before streaming."""
+    from pocketquant.evaluate.quality import score_chunk
+    from pocketquant.evaluate.scoring import score_rows
+
     whole_w = CheckpointWeights(smollm2_hf_dir).read("model.embed_tokens.weight", torch.float32)
     small = BaseOutput(smollm2_hf_dir, slice_bytes=8 * 2**20)  # 14 slices of 3,640 rows
     ref = default_setting_reference.with_output(small)
     ch = ref.chunks()
-    assert ch.n_scored == 255  # 3 KL blocks per chunk
     assert small.rows_per_slice < 4000
-    for i in range(2):
-        base = ref.chunk_logits(i)
-        assert torch.equal(base, torch.from_numpy(ref.hidden[i]) @ whole_w.T)
-        var = torch.from_numpy(smollm2_llama_q41.logits(ch.tokens[i], ch.first)[: ch.n_scored].copy())
-        P, Q = torch.log_softmax(base.double(), dim=1), torch.log_softmax(var.double(), dim=1)
-        unblocked = torch.clamp((P.exp() * (P - Q)).sum(dim=1), min=0.0).numpy()
-        np.testing.assert_array_equal(kl_full(base, var), unblocked)
+    assert ch.n_scored == 255  # several score and KL blocks per chunk
+    i = 0
+    base = torch.from_numpy(ref.hidden[i]) @ whole_w.T
+    assert torch.equal(ref.chunk_logits(i), base)
+    var = smollm2_llama_q41.logits(ch.tokens[i], ch.first)[: ch.n_scored].copy()
+    P, Q = torch.log_softmax(base.double(), dim=1), torch.log_softmax(torch.from_numpy(var).double(), dim=1)
+    whole_kl = torch.clamp((P.exp() * (P - Q)).sum(dim=1), min=0.0).numpy()
+    rows, _ = score_rows(var, ch.targets[i])
+    np.testing.assert_array_equal(kl_full(base, var), whole_kl)
+    nll, kld, same = score_chunk(var, ch.targets[i], lambda a, b: ref.chunk_logits(i, a, b))
+    np.testing.assert_array_equal(nll, rows.nll)
+    np.testing.assert_array_equal(kld, whole_kl)
+    np.testing.assert_array_equal(same, rows.top1 == base.argmax(dim=1).numpy())
