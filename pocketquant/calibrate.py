@@ -22,7 +22,7 @@ import numpy as np
 from pocketquant.atomic import atomic_path
 from pocketquant.errors import ConfigError, ImatrixError, PocketquantError
 from pocketquant.imatrix import save_imatrix
-from pocketquant.process_usage import log_usage
+from pocketquant.process_usage import log_usage, return_freed_memory
 
 if TYPE_CHECKING:
     from pocketquant.layerwise.forward import LayerwiseModel
@@ -169,6 +169,7 @@ def calibrate(
 
     if threads:
         torch.set_num_threads(threads)
+    return_freed_memory()
     model_dir = Path(model_dir)
     if not (model_dir / "config.json").is_file():
         raise ImatrixError(f"{model_dir}: not an HF checkpoint (no config.json)")

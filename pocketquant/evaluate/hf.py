@@ -78,17 +78,21 @@ class TransformersModel(LanguageModel):
         dtype = "auto" if quantized else torch.float32
         self._tokenizer = HFTokenizer(self.path, gguf_file=gguf_file)
         try:
-            with contextlib.redirect_stderr(io.StringIO()):
-                self.model = transformers.AutoModelForCausalLM.from_pretrained(
-                    self.path, dtype=dtype, device_map="cpu", **kwargs
-                )
+            if quantized and not gguf_file:  # NF4: read, not mapped (see load_nf4_model)
+                from pocketquant.nf4 import choose_cpu_kernels, load_nf4_model
+
+                with contextlib.redirect_stderr(io.StringIO()):
+                    self.model = load_nf4_model(self.path, choose_kernels=False)
+                choose_cpu_kernels(self.model, where=str(self.path))  # its message is not silenced
+            else:
+                with contextlib.redirect_stderr(io.StringIO()):
+                    self.model = transformers.AutoModelForCausalLM.from_pretrained(
+                        self.path, dtype=dtype, device_map="cpu", **kwargs
+                    )
         except Exception as exc:  # transformers raises OSError, ValueError, KeyError, ... for bad dirs
             raise ModelLoadError(f"transformers cannot load {where}: {type(exc).__name__}: {exc}") from exc
         self.model.eval()
-        if quantized:
-            from pocketquant.nf4 import choose_cpu_kernels
-
-            choose_cpu_kernels(self.model, where=str(self.path))
+        self._output_head = None  # OutputHead of the model's config, on first use
         self.tokenizer = self._tokenizer.tokenizer
         self.n_vocab = int(self.model.get_output_embeddings().weight.shape[0])
         self.bos_id = self._tokenizer.bos_id
@@ -109,9 +113,32 @@ class TransformersModel(LanguageModel):
 
         ids = torch.from_numpy(np.asarray(tokens, dtype=np.int64))[None]
         with torch.inference_mode():
-            # logits_to_keep: the lm_head (vocab x hidden per position) runs only on the rows we use.
-            out = self.model(input_ids=ids, use_cache=False, logits_to_keep=len(tokens) - first)
-        return out.logits[0].float().numpy()
+            head = self.model.get_output_embeddings()
+            if type(head) is not torch.nn.Linear:  # a quantized head: the model computes its logits
+                out = self.model(input_ids=ids, use_cache=False, logits_to_keep=len(tokens) - first)
+                return out.logits[0].float().numpy()
+            hidden = self.model.base_model(input_ids=ids, use_cache=False).last_hidden_state[0, first:]
+            return self._head_logits(hidden, head)
+
+    def _head_logits(self, hidden, head) -> np.ndarray:  # noqa: ANN001 - torch types, imported lazily
+        """The model's own logits of `hidden` (its output head and transform, in its dtype), one
+        vocabulary slice at a time straight into float32: a bf16 [n, 128256] and its float32 copy
+        are never in memory together. A logit depends on its own row of W only: same bits."""
+        import torch
+
+        if self._output_head is None:
+            from pocketquant.evaluate.output_head import output_head
+
+            self._output_head = output_head(self.model.config.to_dict())
+        weight, bias = head.weight, head.bias
+        out = np.empty((hidden.shape[0], weight.shape[0]), np.float32)
+        view = torch.from_numpy(out)
+        rows = max(1, (16 * 2**20) // (4 * weight.shape[1]))
+        for start in range(0, weight.shape[0], rows):
+            stop = start + rows
+            b = None if bias is None else bias[start:stop]
+            view[:, start:stop] = self._output_head.apply(hidden, weight[start:stop], b)
+        return out
 
     def start(self, prompt_ids: list[int]) -> int:
         import torch

@@ -25,7 +25,7 @@ from pathlib import Path
 
 from pocketquant.evaluate.errors import CorpusError, ModelLoadError
 from pocketquant.evaluate.model import open_model
-from pocketquant.process_usage import peak_rss_bytes
+from pocketquant.process_usage import peak_rss_bytes, return_freed_memory
 
 
 def bench_in_process(
@@ -114,6 +114,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--n-gen", type=int, default=128)
     p.add_argument("--reps", type=int, default=2)
     a = p.parse_args(argv)
+    return_freed_memory()  # the child's peak RSS is what it really holds (pocketquant.process_usage)
     text = Path(a.prompt_file).read_text(encoding="utf-8")
     res = bench_in_process(a.model, text, threads=a.threads, n_prompt=a.n_prompt, n_gen=a.n_gen, reps=a.reps)
     Path(a.out_json).write_text(json.dumps(res), encoding="utf-8")

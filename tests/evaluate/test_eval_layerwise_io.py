@@ -182,3 +182,13 @@ def test_no_import_cycles_in_evaluation_streaming_calibration_nf4():
     assert not cycles, f"modules on an import cycle: {cycles}"
     assert "pocketquant.evaluate.model" not in graph["pocketquant.evaluate.hf"]
     assert not any(m.startswith("pocketquant.testing") for p in mine for m in graph[p])
+
+
+def test_freed_blocks_go_back_to_the_os_on_glibc():
+    import platform
+
+    from pocketquant.process_usage import return_freed_memory
+
+    if platform.libc_ver()[0] != "glibc":
+        pytest.skip(f"not glibc ({platform.libc_ver()}): nothing to tune")
+    assert return_freed_memory() is True

@@ -100,12 +100,15 @@ def test_streamed_reference_is_byte_identical_to_the_whole_model_reference(
 
 def test_kl_row_blocks():
     assert row_blocks(1) == [(0, 1)]
-    assert row_blocks(255)[-2:] == [(160, 192), (192, 255)] and len(row_blocks(255)) == 7
-    assert row_blocks(64) == [(0, 32), (32, 64)]  # no short last block
-    for n in (1, 5, KL_BLOCK_ROWS, KL_BLOCK_ROWS + 1, 255, 257):
+    assert row_blocks(255, 32)[-2:] == [(192, 224), (224, 255)] and len(row_blocks(255, 32)) == 8
+    assert row_blocks(70, 32) == [(0, 32), (32, 70)]  # a 6-row remainder joins the last block
+    for n in (1, 5, KL_BLOCK_ROWS, KL_BLOCK_ROWS + 1, 63, 255, 257):
         blocks = row_blocks(n)
         assert blocks[0][0] == 0 and blocks[-1][1] == n
-        assert all(b - a >= min(n, KL_BLOCK_ROWS) for a, b in blocks)
+        assert all(a < b for a, b in blocks) and all(
+            b1 == a2 for (_, b1), (a2, _) in zip(blocks, blocks[1:], strict=False)
+        )
+        assert all(min(n, KL_BLOCK_ROWS // 2) <= b - a < 2 * KL_BLOCK_ROWS for a, b in blocks)
 
 
 @pytest.mark.slow
