@@ -10,7 +10,7 @@ cloned into a scratch directory, and the pipeline runs there with DVC as a user 
     dvc exp run -S model=local -S model.path=CKPT -S quant=nf4   (3B only; --nf4 to choose)
 
 Every stage process (and the runtime child of the evaluate stages) is watched from outside
-every 0.2 s: wall time, peak RSS (the kernel's high-water mark VmHWM, exact) and the largest
+every 0.1 s: wall time, peak RSS (the kernel's high-water mark VmHWM, exact) and the largest
 anonymous part (RssAnon, sampled; the rest of RSS is pages of mapped files such as a GGUF that
 llama.cpp maps). The stages' own lines ("pocketquant <stage>: wall ..., peak RSS ...") are collected
 from DVC's output as a cross-check. Targets: every stage <= 3 GB on the 3B shape and <= 4 GB on the 8B
@@ -48,7 +48,7 @@ from pocketquant.testing.llama_checkpoints import SHAPES, LlamaCheckpointShape, 
 REPO = Path(__file__).resolve().parents[1]
 TARGET_BYTES = {"3b": 3e9, "8b": 4e9, "smoke": 3e9}
 EXEMPT = ("evaluate_base",)  # the llama.cpp runtime of the F16 base maps the whole F16 GGUF
-POLL_S = 0.2
+POLL_S = 0.1
 SELF_REPORT = re.compile(r"pocketquant (?P<what>[^:]+): wall (?P<wall>[\d.]+) s, peak RSS (?P<rss>\d+) MiB")
 
 
