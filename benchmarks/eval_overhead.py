@@ -25,8 +25,8 @@ from pathlib import Path
 from tempfile import mkdtemp
 
 from pocketquant.evaluate.corpus import load_corpus
+from pocketquant.evaluate.language_model import default_threads
 from pocketquant.evaluate.llamacpp import LlamaCppModel
-from pocketquant.evaluate.model import default_threads
 from pocketquant.evaluate.quality import evaluate_quality, score_chunk
 from pocketquant.evaluate.reference import load_reference
 from pocketquant.evaluate.variant import build_reference

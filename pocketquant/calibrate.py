@@ -3,7 +3,8 @@
 What llama-imatrix records, per weight matrix of the decoder layers: for every input channel the
 sum of squared activations entering the matmul, and how many rows (tokens) were seen. We get the
 same numbers with forward pre-hooks on every nn.Linear while the calibration chunks (cut like
-llama.cpp's: n_ctx tokens, BOS first when the model adds one) run through the full-precision model.
+llama.cpp's: n_ctx tokens, BOS first when the model adds one) run through the full-precision model,
+one decoder layer at a time (pocketquant.layerwise: one layer's float32 weights in memory).
 The imatrix is per input column, so the q/k row permutation of the HF -> GGUF conversion does not
 touch it; names map to GGUF tensor names with the converter's table.
 """
@@ -14,13 +15,17 @@ import os
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from pocketquant.atomic import atomic_path
-from pocketquant.errors import ImatrixError, PocketquantError
+from pocketquant.errors import ConfigError, ImatrixError, PocketquantError
 from pocketquant.imatrix import save_imatrix
+from pocketquant.process_usage import log_usage, return_freed_memory
+
+if TYPE_CHECKING:
+    from pocketquant.layerwise.forward import LayerwiseModel
 
 
 @dataclass
@@ -43,18 +48,20 @@ def gguf_weight_name(module_name: str) -> str | None:
 
 
 def collect_activation_stats(
-    model: Any,
+    model: LayerwiseModel,
     chunks: Iterable[np.ndarray] | np.ndarray,
     *,
     include_output: bool = False,
     progress: bool = True,
 ) -> ActivationStats:
-    """Run each chunk (1-D token ids) through `model` and sum squared inputs of its linears.
+    """Run each chunk (1-D token ids) through `model`, one decoder layer at a time, and sum the
+    squared inputs of the layer's linears (forward pre-hooks, registered while the layer is in memory).
 
     Only decoder-layer matrices (blk.*) are recorded, as llama-imatrix does by default; with
-    include_output also the untied lm_head (output.weight, llama-imatrix --process-output)."""
+    include_output also the untied lm_head (output.weight, llama-imatrix --process-output), whose
+    input is the final hidden state. Per matrix, chunks are summed in order, as a whole-model forward
+    per chunk would: the same float64 sums, bit for bit."""
     import torch
-    from tqdm import tqdm
 
     chunk_list = [np.asarray(c, dtype=np.int64) for c in chunks]
     if not chunk_list:
@@ -62,40 +69,34 @@ def collect_activation_stats(
     tied = bool(getattr(model.config, "tie_word_embeddings", False))
     sums: dict[str, torch.Tensor] = {}
     counts: dict[str, int] = {}
-    handles = []
 
-    def hook_for(name: str):  # noqa: ANN202
-        def hook(_module: torch.nn.Module, args: tuple[Any, ...]) -> None:
-            x = args[0].detach().reshape(-1, args[0].shape[-1]).to(torch.float64)
-            if name in sums:
-                sums[name] += (x * x).sum(dim=0)
-            else:
-                sums[name] = (x * x).sum(dim=0)
-            counts[name] = counts.get(name, 0) + x.shape[0]
+    def add(name: str, x: torch.Tensor) -> None:
+        x = x.detach().reshape(-1, x.shape[-1]).to(torch.float64)
+        if name in sums:
+            sums[name] += (x * x).sum(dim=0)
+        else:
+            sums[name] = (x * x).sum(dim=0)
+        counts[name] = counts.get(name, 0) + x.shape[0]
 
-        return hook
+    def hooks_for_layer(_index: int, layer: torch.nn.Module, prefix: str) -> list[Any]:
+        handles = []
+        for sub, module in layer.named_modules():
+            name = gguf_weight_name(f"{prefix}.{sub}") if isinstance(module, torch.nn.Linear) else None
+            if name is not None and name.startswith("blk."):
+                handles.append(module.register_forward_pre_hook(lambda _m, args, n=name: add(n, args[0])))
+        return handles
 
-    for module_name, module in model.named_modules():
-        if not isinstance(module, torch.nn.Linear):
-            continue
-        name = gguf_weight_name(module_name)
-        if name is None or not (
-            name.startswith("blk.") or (include_output and name == "output.weight" and not tied)
-        ):
-            continue
-        handles.append(module.register_forward_pre_hook(hook_for(name)))
-    if not handles:
+    if not any(
+        isinstance(m, torch.nn.Linear) and (gguf_weight_name(n) or "").startswith("blk.")
+        for n, m in model.model.named_modules()
+    ):
         raise ImatrixError(
-            f"{type(model).__name__}: no linear layers with GGUF names (not a Llama-family model?)"
+            f"{type(model.model).__name__}: no linear layers with GGUF names (not a Llama-family model?)"
         )
-    try:
-        model.eval()
-        with torch.inference_mode():
-            for ids in tqdm(chunk_list, desc="calibrate", unit="chunk", disable=not progress, leave=False):
-                model(input_ids=torch.from_numpy(ids).reshape(1, -1), use_cache=False)
-    finally:
-        for h in handles:
-            h.remove()
+    finals = model.final_hidden(chunk_list, on_layer=hooks_for_layer, progress=progress, desc="calibrate")
+    if include_output and not tied:
+        for h in finals:
+            add("output.weight", h)
     return ActivationStats(
         sums={k: v.numpy() for k, v in sorted(sums.items())},
         counts=dict(sorted(counts.items())),
@@ -162,18 +163,25 @@ def calibrate(
     """Calibrate the HF checkpoint in model_dir on `text` and write the imatrix to out_path.
     `dataset` names the text in the imatrix (imatrix.datasets) and in errors."""
     import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers import AutoTokenizer
+
+    from pocketquant.layerwise.forward import LayerwiseModel
 
     if threads:
         torch.set_num_threads(threads)
+    return_freed_memory()
     model_dir = Path(model_dir)
     if not (model_dir / "config.json").is_file():
         raise ImatrixError(f"{model_dir}: not an HF checkpoint (no config.json)")
     tokenizer = AutoTokenizer.from_pretrained(model_dir)
     chunks = calibration_chunks(tokenizer, text, n_ctx=n_ctx, n_chunks=n_chunks, name=dataset)
-    model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32)
+    try:
+        model = LayerwiseModel(model_dir)
+    except ConfigError as exc:
+        raise ImatrixError(f"calibration: {exc}") from exc
     stats = collect_activation_stats(model, chunks, include_output=include_output, progress=progress)
     write_imatrix(stats, out_path, dataset=dataset)
+    log_usage("calibrate")
     return stats
 
 

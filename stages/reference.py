@@ -1,7 +1,7 @@
 """Stage reference: the base model's final hidden states over the eval corpus (from which evaluation
 recomputes its exact logits), computed once per corpus setting (params eval.corpus, eval.corpus_path,
 eval.n_ctx, eval.chunks) with a fixed torch thread count (same bytes on every run), reused by every
-variant."""
+variant. The base runs one decoder layer at a time (one layer's float32 weights in memory)."""
 
 from __future__ import annotations
 

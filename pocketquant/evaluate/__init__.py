@@ -4,11 +4,14 @@ and top-1 agreement against the base, runtime, generations, multiple-choice accu
 Modules (one job each; import the one you need, torch is only loaded where scoring happens):
   corpus     load_corpus(name, path) -> Corpus            default / wikitext2 / any text file
   chunks     make_chunks(...)                             llama.cpp's chunking (BOS, second half scored)
+  language_model  LanguageModel                           the interface both engines implement
   model      open_model(path) -> LanguageModel            .gguf -> llama.cpp, HF dir -> transformers
   llamacpp   LlamaCppModel                                 llama-cpp-python low-level engine
-  hf         TransformersModel                             transformers engine (base, NF4)
+  hf         TransformersModel, HFTokenizer                transformers engine (HF dirs, NF4), tokenizer
   scoring    score_rows / kl_full                        vectorized NLL, exact KL (+ top-k for error analysis)
-  reference  compute/save/load_reference                  the base's hidden states (exact base logits)
+  output_head  output_head(config) -> OutputHead          a family's logits from final hidden states
+  reference  compute/save/load_reference, BaseOutput      the base's hidden states (streamed layer by
+                                                          layer) -> exact base logits (W_out in slices)
   quality    perplexity(), evaluate_quality()             PPL, KLD stats, top-1 agreement (+ per-token scores)
   stats      perplexity(), paired_difference(), ...       llama.cpp's error bars; paired comparisons
   size       model_size(path, base_n_params)              bytes, GiB, bpw, reduction vs BF16

@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from pocketquant.errors import EvaluationError
-from pocketquant.evaluate.model import LanguageModel
+from pocketquant.evaluate.language_model import LanguageModel
 from pocketquant.evaluate.scoring import score_rows
 
 

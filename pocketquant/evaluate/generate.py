@@ -15,7 +15,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from pocketquant.evaluate.model import LanguageModel
+from pocketquant.evaluate.language_model import LanguageModel
 
 STOP_EOS = "eos"
 STOP_STRING = "stop"

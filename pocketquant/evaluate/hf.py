@@ -1,7 +1,9 @@
-"""transformers engine (CPU, torch): the full-precision base checkpoint and NF4 dirs.
+"""transformers engine (CPU, torch): HF checkpoints and NF4 dirs measured as variants, and the
+tokenizer of an HF checkpoint (`HFTokenizer`, which the base reference uses without loading weights).
 
 A GGUF can be opened here too (`gguf_file=`: transformers dequantizes it), which is how tests
-cross-check llama.cpp's numbers against transformers on the same weights.
+cross-check llama.cpp's numbers against transformers on the same weights. The base reference itself
+does not run here: it streams the base layer by layer (pocketquant.layerwise).
 """
 
 from __future__ import annotations
@@ -14,7 +16,47 @@ from pathlib import Path
 import numpy as np
 
 from pocketquant.evaluate.errors import ModelLoadError
-from pocketquant.evaluate.model import LanguageModel
+from pocketquant.evaluate.language_model import LanguageModel
+
+
+class HFTokenizer:
+    """An HF checkpoint's tokenizer as the evaluation uses it (llama.cpp's conventions): BOS first when
+    the tokenizer adds one, literal text (special tokens' text split like any other text)."""
+
+    def __init__(self, path: str | Path, *, gguf_file: str | None = None):
+        import transformers
+
+        self.path = Path(path)
+        kwargs: dict[str, object] = {"gguf_file": gguf_file} if gguf_file else {}
+        transformers.logging.set_verbosity_error()
+        logging.getLogger("transformers").setLevel(logging.ERROR)
+        try:
+            with contextlib.redirect_stderr(io.StringIO()):
+                self.tokenizer = transformers.AutoTokenizer.from_pretrained(self.path, **kwargs)
+        except Exception as exc:  # transformers raises OSError, ValueError, KeyError, ... for bad dirs
+            where = self.path / gguf_file if gguf_file else self.path
+            raise ModelLoadError(
+                f"transformers cannot load the tokenizer of {where}: {type(exc).__name__}: {exc}"
+            ) from exc
+        tok = self.tokenizer
+        tok.model_max_length = 1 << 30  # we chunk ourselves; silence length warnings
+        self.bos_id = tok.bos_token_id
+        with_special = tok("a", add_special_tokens=True)["input_ids"]
+        plain = tok("a", add_special_tokens=False)["input_ids"]
+        self.add_bos = bool(self.bos_id is not None and with_special[:1] == [self.bos_id] != plain[:1])
+
+    def tokenize(self, text: str, *, special: bool = False) -> list[int]:
+        tok = self.tokenizer
+        if special:
+            ids = tok(text, add_special_tokens=False)["input_ids"]
+        else:
+            # Literal text, as llama.cpp's perplexity (parse_special=false): special tokens' text
+            # is split like any other text.
+            ids = tok(text, add_special_tokens=False, split_special_tokens=True)["input_ids"]
+        return [self.bos_id, *ids] if self.add_bos else list(ids)
+
+    def detokenize(self, ids: list[int]) -> str:
+        return self.tokenizer.decode(ids, skip_special_tokens=True)
 
 
 class TransformersModel(LanguageModel):
@@ -34,69 +76,69 @@ class TransformersModel(LanguageModel):
         ).read_text(encoding="utf-8")
         # A quantized (NF4) checkpoint computes in the dtype its config names; the rest in float32.
         dtype = "auto" if quantized else torch.float32
-        transformers.logging.set_verbosity_error()
-        logging.getLogger("transformers").setLevel(logging.ERROR)
+        self._tokenizer = HFTokenizer(self.path, gguf_file=gguf_file)
         try:
-            with contextlib.redirect_stderr(io.StringIO()):
-                self.tokenizer = transformers.AutoTokenizer.from_pretrained(self.path, **kwargs)
-                self.model = transformers.AutoModelForCausalLM.from_pretrained(
-                    self.path, dtype=dtype, device_map="cpu", **kwargs
-                )
+            if quantized and not gguf_file:  # NF4: read, not mapped (see load_nf4_model)
+                from pocketquant.nf4 import choose_cpu_kernels, load_nf4_model
+
+                with contextlib.redirect_stderr(io.StringIO()):
+                    self.model = load_nf4_model(self.path, choose_kernels=False)
+                choose_cpu_kernels(self.model, where=str(self.path))  # its message is not silenced
+            else:
+                with contextlib.redirect_stderr(io.StringIO()):
+                    self.model = transformers.AutoModelForCausalLM.from_pretrained(
+                        self.path, dtype=dtype, device_map="cpu", **kwargs
+                    )
         except Exception as exc:  # transformers raises OSError, ValueError, KeyError, ... for bad dirs
             raise ModelLoadError(f"transformers cannot load {where}: {type(exc).__name__}: {exc}") from exc
         self.model.eval()
-        self.tokenizer.model_max_length = 1 << 30  # we chunk ourselves; silence length warnings
-        tok = self.tokenizer
+        self._output_head = None  # OutputHead of the model's config, on first use
+        self.tokenizer = self._tokenizer.tokenizer
         self.n_vocab = int(self.model.get_output_embeddings().weight.shape[0])
-        self.bos_id = tok.bos_token_id
-        with_special = tok("a", add_special_tokens=True)["input_ids"]
-        plain = tok("a", add_special_tokens=False)["input_ids"]
-        self.add_bos = bool(self.bos_id is not None and with_special[:1] == [self.bos_id] != plain[:1])
+        self.bos_id = self._tokenizer.bos_id
+        self.add_bos = self._tokenizer.add_bos
         eos = self.model.generation_config.eos_token_id if self.model.generation_config else None
         eos_list = eos if isinstance(eos, list) else [eos]
+        tok = self.tokenizer
         self.eos_ids = frozenset(int(e) for e in [*eos_list, tok.eos_token_id] if e is not None)
 
     def tokenize(self, text: str, *, special: bool = False) -> list[int]:
-        tok = self.tokenizer
-        if special:
-            ids = tok(text, add_special_tokens=False)["input_ids"]
-        else:
-            # Literal text, as llama.cpp's perplexity (parse_special=false): special tokens' text
-            # is split like any other text.
-            ids = tok(text, add_special_tokens=False, split_special_tokens=True)["input_ids"]
-        return [self.bos_id, *ids] if self.add_bos else list(ids)
+        return self._tokenizer.tokenize(text, special=special)
 
     def detokenize(self, ids: list[int]) -> str:
-        return self.tokenizer.decode(ids, skip_special_tokens=True)
+        return self._tokenizer.detokenize(ids)
 
     def logits(self, tokens: np.ndarray, first: int) -> np.ndarray:
         import torch
 
         ids = torch.from_numpy(np.asarray(tokens, dtype=np.int64))[None]
         with torch.inference_mode():
-            # logits_to_keep: the lm_head (vocab x hidden per position) runs only on the rows we use.
-            out = self.model(input_ids=ids, use_cache=False, logits_to_keep=len(tokens) - first)
-        return out.logits[0].float().numpy()
+            head = self.model.get_output_embeddings()
+            if type(head) is not torch.nn.Linear:  # a quantized head: the model computes its logits
+                out = self.model(input_ids=ids, use_cache=False, logits_to_keep=len(tokens) - first)
+                return out.logits[0].float().numpy()
+            hidden = self.model.base_model(input_ids=ids, use_cache=False).last_hidden_state[0, first:]
+            return self._head_logits(hidden, head)
 
-    def final_hidden(self, tokens: np.ndarray, first: int) -> np.ndarray:
-        """Final hidden states (after the last norm) float32 [len - first, d]: the base reference
-        stores these and recomputes the exact logits with `output_matrix()` when it is used."""
+    def _head_logits(self, hidden, head) -> np.ndarray:  # noqa: ANN001 - torch types, imported lazily
+        """The model's own logits of `hidden` (its output head and transform, in its dtype), one
+        vocabulary slice at a time straight into float32: a bf16 [n, 128256] and its float32 copy
+        are never in memory together. A logit depends on its own row of W only: same bits."""
         import torch
 
-        ids = torch.from_numpy(np.asarray(tokens, dtype=np.int64))[None]
-        with torch.inference_mode():
-            out = self.model.base_model(input_ids=ids, use_cache=False)
-        return out.last_hidden_state[0, first:].float().numpy()
+        if self._output_head is None:
+            from pocketquant.evaluate.output_head import output_head
 
-    def output_matrix(self):  # -> reference.OutputMatrix
-        from pocketquant.evaluate.reference import OutputMatrix
-
-        cfg = self.model.config
-        softcap = getattr(cfg, "final_logit_softcapping", None) or getattr(
-            getattr(cfg, "text_config", None), "final_logit_softcapping", None
-        )
-        w = self.model.get_output_embeddings().weight.detach().float().contiguous()
-        return OutputMatrix(w, softcap)
+            self._output_head = output_head(self.model.config.to_dict())
+        weight, bias = head.weight, head.bias
+        out = np.empty((hidden.shape[0], weight.shape[0]), np.float32)
+        view = torch.from_numpy(out)
+        rows = max(1, (16 * 2**20) // (4 * weight.shape[1]))
+        for start in range(0, weight.shape[0], rows):
+            stop = start + rows
+            b = None if bias is None else bias[start:stop]
+            view[:, start:stop] = self._output_head.apply(hidden, weight[start:stop], b)
+        return out
 
     def start(self, prompt_ids: list[int]) -> int:
         import torch

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable
 
 import numpy as np
 import torch
@@ -10,9 +11,9 @@ from tqdm import tqdm
 
 from pocketquant.evaluate.corpus import Corpus
 from pocketquant.evaluate.errors import ReferenceMismatchError, TokenizerMismatchError
-from pocketquant.evaluate.model import LanguageModel
+from pocketquant.evaluate.language_model import LanguageModel
 from pocketquant.evaluate.reference import BaseReference, chunk_ids, corpus_ids
-from pocketquant.evaluate.scoring import kl_full, score_rows
+from pocketquant.evaluate.scoring import kl_full, row_blocks, score_rows
 from pocketquant.evaluate.stats import TokenScores, quality_stats
 
 
@@ -75,13 +76,30 @@ def check_tokenizer(model: LanguageModel, corpus: Corpus, ref: BaseReference) ->
         )
 
 
+# Positions scored at a time: the base's logits are computed for one block of rows (32 x 128,256
+# float32 is 16 MB, a whole 255-row chunk 131 MB), as are the variant's NLL and the KL. Per-row
+# results do not depend on the block (tested), so the numbers are those of a whole-chunk pass.
+SCORE_BLOCK_ROWS = 32
+
+
 def score_chunk(
-    logits: np.ndarray, targets: np.ndarray, base_logits: torch.Tensor
+    logits: np.ndarray,
+    targets: np.ndarray,
+    base_logits: torch.Tensor | Callable[[int, int], torch.Tensor],
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """One chunk's NLL, exact KL(base || model) and same-top-1 flags per scored position."""
-    rows, _ = score_rows(logits, targets)
-    base_top1 = base_logits.argmax(dim=1).to(torch.int32).numpy()
-    return rows.nll, kl_full(base_logits, logits), rows.top1 == base_top1
+    """One chunk's NLL, exact KL(base || model) and same-top-1 flags per scored position.
+
+    `base_logits`: the base's logits [n, n_vocab], or a function (start, stop) -> rows start..stop
+    of them, called once per block of SCORE_BLOCK_ROWS positions."""
+    n = len(targets)
+    nll, kld, same = np.empty(n, np.float64), np.empty(n, np.float64), np.empty(n, bool)
+    for start, stop in row_blocks(n, SCORE_BLOCK_ROWS):
+        rows, _ = score_rows(logits[start:stop], targets[start:stop])
+        base = base_logits(start, stop) if callable(base_logits) else base_logits[start:stop]
+        nll[start:stop] = rows.nll
+        kld[start:stop] = kl_full(base, logits[start:stop])
+        same[start:stop] = rows.top1 == base.argmax(dim=1).to(torch.int32).numpy()
+    return nll, kld, same
 
 
 def evaluate_quality(
@@ -95,7 +113,10 @@ def evaluate_quality(
     same = np.empty(nll.shape, bool)
     for i in tqdm(range(ch.n_chunks), desc=f"PPL + KLD ({model.engine})", disable=not progress):
         logits = model.logits(ch.tokens[i], ch.first)[: ch.n_scored]
-        nll[i], kld[i], same[i] = score_chunk(logits, ch.targets[i], ref.chunk_logits(i))
+        nll[i], kld[i], same[i] = score_chunk(
+            logits, ch.targets[i], lambda start, stop, i=i: ref.chunk_logits(i, start, stop)
+        )
+        del logits  # a copy for transformers (131 MB at 128k): not alive during the next forward
     # Per-token scores travel with the summary (popped by evaluate_variant into their own file):
     # they give the uncertainties below and let two variants be compared on the same tokens.
     per_token = TokenScores(

@@ -1,100 +1,140 @@
 """The base model's reference distribution, computed once per corpus setting and saved compactly.
 
-File format (`base_logprobs.safetensors`, DVC-cached by the pipeline): safetensors with
+File format (`base_hidden_states.safetensors`, DVC-cached by the pipeline): safetensors with
   ids     int32   [n_chunks * n_ctx]               the corpus tokens (before BOS replacement)
   nll     float32 [n_chunks, n_scored]             base -log p(next token) at each scored position
   hidden  float32 [n_chunks, n_scored, d_model]    the base's final hidden states (after the final
                                                    norm) at each scored position
 and one metadata entry "pocketquant" (JSON: n_ctx, chunks, add_bos, bos_id, n_vocab, hidden size,
-engine, model, corpus name + sha256, and the sha256 + shape of the base's output matrix).
+engine, model, corpus name + sha256, the sha256 + shape of the base's output matrix, its soft-cap,
+and `output_head` with the family's other output transforms when it has any).
 
-The full-vocabulary base distribution is recomputed at evaluation time as
-log_softmax(hidden @ W_out^T) with W_out read from the base checkpoint (`base_output_matrix`), so
-the KL divergence is exact (no top-k truncation) while the file stays small: 20 chunks x 255
-positions x 576 floats is 11.8 MB for SmolLM2, where llama.cpp's uint16 log-prob file is 500 MB.
-The base logits are computed by the same function (`base_logits`) when the reference is built and
-when it is used, so the base NLL stored here and the distribution recomputed later agree.
-A single metadata key keeps the header byte-stable (safetensors writes metadata from a hash map).
+The full-vocabulary base distribution is recomputed at evaluation time as the family's output head
+applied to the stored hidden states (`BaseOutput`: W_out read from the base checkpoint in vocabulary
+slices, see output_head.py for the transforms), so the KL divergence is exact (no top-k truncation)
+while the file stays small: 20 chunks x 255 positions x 576 floats is 11.8 MB for SmolLM2, where
+llama.cpp's uint16 log-prob file is 500 MB. The base logits come from the same function when the
+reference is built and when it is used, so the stored NLL and the distribution recomputed later
+agree. A single metadata key keeps the header byte-stable (safetensors writes metadata from a map).
+
+The base model runs layer by layer (pocketquant.layerwise): one decoder layer's float32 weights in
+memory at a time, every chunk pushed through it, the same bits as a whole-model forward.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Iterator
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
+from typing import Protocol
 
 import numpy as np
 import torch
-from tqdm import tqdm
 
 from pocketquant.atomic import atomic_path
-from pocketquant.errors import EvaluationError
+from pocketquant.errors import ConfigError, EvaluationError
 from pocketquant.evaluate.chunks import Chunks, make_chunks, tokenize_for_chunks
 from pocketquant.evaluate.corpus import Corpus
 from pocketquant.evaluate.errors import ReferenceMismatchError
-from pocketquant.evaluate.model import LanguageModel
+from pocketquant.evaluate.output_head import LM_HEAD_BIAS, OutputHead, output_head
 from pocketquant.evaluate.scoring import score_rows
+from pocketquant.layerwise.weights import CheckpointWeights
 
 FORMAT = "pocketquant-base-hidden/2"
-DEFAULT_TOP_K = 256  # kept for callers of the old top-k API; the reference is now exact
+ENGINE = "transformers"  # the base runs in transformers' own modules (layer by layer)
 # torch threads for the base forward pass when building the reference: fixed, so the stored hidden
 # states are the same bytes on every machine size (CPU matmul rounding depends on the work split).
 REFERENCE_THREADS = 2
+# Float32 bytes of one vocabulary slice of W_out: 16 MiB is 1,365 rows of a 3072-wide model.
+VOCAB_SLICE_BYTES = 16 * 2**20
 
 
-@dataclass(frozen=True)
-class OutputMatrix:
-    """The base's output projection (lm_head, or the tied token embedding), float32 [n_vocab, d]."""
+class Tokenizes(Protocol):
+    """What chunking needs of a model or tokenizer (LanguageModel and hf.HFTokenizer have it)."""
 
-    weight: torch.Tensor
-    softcap: float | None = None  # final-logit soft-capping (Gemma 2); Llama has none
+    add_bos: bool
+    bos_id: int | None
+
+    def tokenize(self, text: str, *, special: bool = False) -> list[int]: ...
+
+
+class BaseOutput:
+    """The base model's output head, with W_out (and lm_head's bias) read from its checkpoint one
+    vocabulary slice at a time: the float32 full-vocabulary matrix (1.6 GB for Llama 3.2 3B) is never
+    in memory, only one slice and the [n, n_vocab] logits being computed."""
+
+    def __init__(self, base: str | Path, *, slice_bytes: int = VOCAB_SLICE_BYTES):
+        self.base = Path(base)
+        cfg_path = self.base / "config.json"
+        if not cfg_path.is_file():
+            raise EvaluationError(
+                f"base checkpoint {base} has no config.json (an HF checkpoint dir is needed)"
+            )
+        try:
+            config = json.loads(cfg_path.read_text(encoding="utf-8"))
+            self.weights = CheckpointWeights(self.base)
+        except (ConfigError, json.JSONDecodeError, OSError) as exc:
+            raise EvaluationError(f"base checkpoint {base}: {exc}") from exc
+        self.head: OutputHead = output_head(config)
+        name = self.head.weight_name(self.weights.entries)
+        if name is None:
+            raise EvaluationError(
+                f"base checkpoint {base}: no output matrix (none of {list(self.head.weight_names)}) "
+                f"in its safetensors"
+            )
+        self.weight_name = name
+        self.bias_name = LM_HEAD_BIAS if self.head.bias else None
+        if self.bias_name and self.bias_name not in self.weights:
+            raise EvaluationError(f"base checkpoint {base}: the output head needs {self.bias_name!r}")
+        self.shape = self.weights.entry(name).shape
+        self.rows_per_slice = max(1, slice_bytes // (4 * self.shape[1]))
 
     @property
+    def n_vocab(self) -> int:
+        return int(self.shape[0])
+
+    @property
+    def hidden_size(self) -> int:
+        return int(self.shape[1])
+
+    def slices(self) -> Iterator[tuple[int, int, torch.Tensor, torch.Tensor | None]]:
+        """(start, stop, W[start:stop] float32, bias[start:stop] or None) over the vocabulary."""
+        for start in range(0, self.n_vocab, self.rows_per_slice):
+            stop = min(start + self.rows_per_slice, self.n_vocab)
+            w = self.weights.read_rows(self.weight_name, start, stop, torch.float32)
+            b = self.weights.read_rows(self.bias_name, start, stop, torch.float32) if self.bias_name else None
+            yield start, stop, w, b
+
+    def logits(self, hidden: np.ndarray | torch.Tensor) -> torch.Tensor:
+        """The base's exact logits float32 [n, n_vocab] of final hidden states [n, d]."""
+        h = hidden if isinstance(hidden, torch.Tensor) else torch.from_numpy(np.ascontiguousarray(hidden))
+        h = h.to(torch.float32)
+        out = torch.empty((h.shape[0], self.n_vocab), dtype=torch.float32)
+        for start, stop, w, b in self.slices():
+            out[:, start:stop] = self.head.apply(h, w, b)
+        return out
+
+    @cached_property
     def sha256(self) -> str:
-        return hashlib.sha256(self.weight.contiguous().numpy().tobytes()).hexdigest()
+        """sha256 of W_out as float32 [n_vocab, d] bytes (what the reference records)."""
+        digest = hashlib.sha256()
+        for _, _, w, _ in self.slices():
+            digest.update(w.numpy().tobytes())
+        return digest.hexdigest()
 
-
-def base_logits(hidden: np.ndarray, out: OutputMatrix) -> torch.Tensor:
-    """Base logits float32 [n, n_vocab] = hidden @ W^T (+ softcap): one vectorized matmul."""
-    logits = torch.from_numpy(np.ascontiguousarray(hidden, dtype=np.float32)) @ out.weight.T
-    if out.softcap:
-        logits = torch.tanh(logits / out.softcap) * out.softcap
-    return logits
-
-
-def _safetensors_files(base: Path) -> list[Path]:
-    index = base / "model.safetensors.index.json"
-    if index.is_file():
-        names = sorted(set(json.loads(index.read_text(encoding="utf-8"))["weight_map"].values()))
-        return [base / n for n in names]
-    return sorted(base.glob("*.safetensors"))
-
-
-def base_output_matrix(base: str | Path) -> OutputMatrix:
-    """W_out of an HF checkpoint dir, read from its safetensors without loading the whole model."""
-    from safetensors import safe_open
-
-    base = Path(base)
-    cfg_path = base / "config.json"
-    if not cfg_path.is_file():
-        raise EvaluationError(f"base checkpoint {base} has no config.json (an HF checkpoint dir is needed)")
-    cfg = json.loads(cfg_path.read_text(encoding="utf-8"))
-    softcap = cfg.get("final_logit_softcapping") or cfg.get("text_config", {}).get("final_logit_softcapping")
-    files = _safetensors_files(base)
-    if not files:
-        raise EvaluationError(f"base checkpoint {base} has no .safetensors weights")
-    # Untied models have lm_head.weight; tied ones (SmolLM2) use the token embedding.
-    wanted = ["lm_head.weight", "model.embed_tokens.weight", "model.language_model.embed_tokens.weight"]
-    for name in wanted:
-        for f in files:
-            with safe_open(str(f), framework="pt") as st:
-                if name in st.keys():  # noqa: SIM118 - safe_open has no __contains__
-                    w = st.get_tensor(name).to(torch.float32).contiguous()
-                    return OutputMatrix(w, softcap)
-    raise EvaluationError(
-        f"base checkpoint {base}: no output matrix (none of {wanted}) in {[f.name for f in files]}"
-    )
+    def meta(self) -> dict:
+        """What the reference records about the output head (checked again when it is used)."""
+        out: dict = {
+            "output_shape": [int(x) for x in self.shape],
+            "output_sha256": self.sha256,
+            "output_softcap": self.head.softcap,
+        }
+        if self.head.describe():  # only families with more than a soft-cap (keeps Llama's bytes)
+            out["output_head"] = self.head.describe()
+        return out
 
 
 @dataclass(frozen=True)
@@ -103,7 +143,7 @@ class BaseReference:
     nll: np.ndarray
     hidden: np.ndarray  # float32 [n_chunks, n_scored, d]
     meta: dict
-    output: OutputMatrix | None = field(default=None, compare=False, repr=False)
+    output: BaseOutput | None = field(default=None, compare=False, repr=False)
 
     @property
     def n_ctx(self) -> int:
@@ -122,37 +162,41 @@ class BaseReference:
     def ppl(self) -> float:
         return float(np.exp(self.nll.astype(np.float64).mean()))
 
-    def with_output(self, base: str | Path | OutputMatrix) -> BaseReference:
-        """Attach the base's output matrix, checking it is the one the reference was built with."""
-        out = base if isinstance(base, OutputMatrix) else base_output_matrix(base)
-        where = "the given output matrix" if isinstance(base, OutputMatrix) else f"base checkpoint {base}"
-        shape = [int(x) for x in out.weight.shape]
-        if shape != self.meta["output_shape"] or out.sha256 != self.meta["output_sha256"]:
+    def with_output(self, base: str | Path | BaseOutput) -> BaseReference:
+        """Attach the base's output head, checking it is the one the reference was built with."""
+        out = base if isinstance(base, BaseOutput) else BaseOutput(base)
+        want = {
+            k: self.meta.get(k) for k in ("output_shape", "output_sha256", "output_softcap", "output_head")
+        }
+        got = out.meta()
+        got.setdefault("output_head", None)
+        if got != want:
             raise ReferenceMismatchError(
-                f"{where} is not the model the base reference was computed with "
-                f"(output matrix {shape}, sha256 {out.sha256[:12]} vs {self.meta['output_shape']}, "
-                f"{self.meta['output_sha256'][:12]}): recompute the reference"
+                f"base checkpoint {out.base} is not the model the base reference was computed with "
+                f"(output matrix {got['output_shape']}, sha256 {got['output_sha256'][:12]}, "
+                f"transform {got['output_softcap']}/{got['output_head']} vs {want['output_shape']}, "
+                f"{str(want['output_sha256'])[:12]}, {want['output_softcap']}/{want['output_head']}): "
+                "recompute the reference"
             )
         return BaseReference(self.ids, self.nll, self.hidden, self.meta, out)
 
-    def chunk_logits(self, i: int) -> torch.Tensor:
-        """The base's exact full-vocabulary logits at chunk i's scored positions (float32)."""
+    def chunk_logits(self, i: int, start: int = 0, stop: int | None = None) -> torch.Tensor:
+        """The base's exact full-vocabulary logits (float32) at chunk i's scored positions, or at
+        positions start..stop of them (a block: the same numbers as those rows of the whole)."""
         if self.output is None:
             raise EvaluationError(
-                "the base reference needs the base checkpoint's output matrix: pass base= (the base HF dir)"
+                "the base reference needs the base checkpoint's output head: pass base= (the base HF dir)"
             )
-        return base_logits(self.hidden[i], self.output)
+        return self.output.logits(self.hidden[i][start:stop])
 
 
-def corpus_ids(model: LanguageModel, corpus: Corpus, n_ctx: int, n_chunks: int | None) -> np.ndarray:
+def corpus_ids(model: Tokenizes, corpus: Corpus, n_ctx: int, n_chunks: int | None) -> np.ndarray:
     """The corpus tokens `model`'s tokenizer makes, as llama.cpp feeds them to chunking."""
     need = None if n_chunks is None else n_chunks * n_ctx
     return tokenize_for_chunks(model.tokenize, corpus.text, need)
 
 
-def chunk_ids(
-    model: LanguageModel, corpus: Corpus, ids: np.ndarray, n_ctx: int, n_chunks: int | None
-) -> Chunks:
+def chunk_ids(model: Tokenizes, corpus: Corpus, ids: np.ndarray, n_ctx: int, n_chunks: int | None) -> Chunks:
     return make_chunks(
         ids,
         n_ctx,
@@ -164,28 +208,43 @@ def chunk_ids(
 
 
 def compute_reference(
-    model: LanguageModel,
+    base: str | Path,
     corpus: Corpus,
     *,
     n_ctx: int = 512,
     n_chunks: int | None = 20,
-    top_k: int | None = None,  # noqa: ARG001 - accepted for API compatibility; the reference is exact
+    threads: int | None = None,
     progress: bool = True,
 ) -> BaseReference:
-    """Run the base model (transformers) over the corpus chunks and keep its final hidden states."""
-    if not hasattr(model, "final_hidden"):
+    """Run the base model (an HF checkpoint dir) over the corpus chunks, one decoder layer at a time,
+    and keep its final hidden states at the scored positions and its NLL there.
+
+    torch runs with a fixed thread count (REFERENCE_THREADS unless `threads` is given): CPU matmul
+    results depend on how the work is split, and the file must be the same bytes on every re-run."""
+    from pocketquant.evaluate.hf import HFTokenizer
+    from pocketquant.layerwise.forward import LayerwiseModel
+
+    base = Path(base)
+    if not (base / "config.json").is_file():
         raise EvaluationError(
-            "the base reference needs the base as an HF checkpoint (transformers), "
-            f"not {model.path} ({model.engine})"
+            f"the base reference needs the base as an HF checkpoint dir (config.json), not {base}"
         )
-    out = model.output_matrix()
-    all_ids = corpus_ids(model, corpus, n_ctx, n_chunks)
-    ch = chunk_ids(model, corpus, all_ids, n_ctx, n_chunks)
+    torch.set_num_threads(threads or REFERENCE_THREADS)
+    tok = HFTokenizer(base)
+    out = BaseOutput(base)
+    all_ids = corpus_ids(tok, corpus, n_ctx, n_chunks)
+    ch = chunk_ids(tok, corpus, all_ids, n_ctx, n_chunks)
+    try:
+        model = LayerwiseModel(base)
+    except ConfigError as exc:
+        raise EvaluationError(f"base reference: {exc}") from exc
+    finals = model.final_hidden(list(ch.tokens), progress=progress, desc="base hidden states (by layer)")
     nll = np.empty((ch.n_chunks, ch.n_scored), np.float32)
-    hidden = np.empty((ch.n_chunks, ch.n_scored, out.weight.shape[1]), np.float32)
-    for i in tqdm(range(ch.n_chunks), desc=f"base hidden states ({model.engine})", disable=not progress):
-        hidden[i] = model.final_hidden(ch.tokens[i], ch.first)[: ch.n_scored]
-        rows, _ = score_rows(base_logits(hidden[i], out).numpy(), ch.targets[i])
+    hidden = np.empty((ch.n_chunks, ch.n_scored, out.hidden_size), np.float32)
+    for i in range(ch.n_chunks):
+        hidden[i] = finals[i][ch.first :][: ch.n_scored].numpy()
+        finals[i] = None  # type: ignore[call-overload]
+        rows, _ = score_rows(out.logits(hidden[i]).numpy(), ch.targets[i])
         nll[i] = rows.nll
     meta = {
         "format": FORMAT,
@@ -194,13 +253,11 @@ def compute_reference(
         "first": ch.first,
         "add_bos": ch.add_bos,
         "bos_id": ch.bos_id,
-        "n_vocab": model.n_vocab,
-        "hidden_size": int(out.weight.shape[1]),
-        "output_shape": [int(x) for x in out.weight.shape],
-        "output_sha256": out.sha256,
-        "output_softcap": out.softcap,
-        "engine": model.engine,
-        "model": model.name,
+        "n_vocab": out.n_vocab,
+        "hidden_size": out.hidden_size,
+        **out.meta(),
+        "engine": ENGINE,
+        "model": base.name,
         "corpus": corpus.name,
         "corpus_sha256": corpus.sha256,
         "tokens_scored": ch.n_tokens_scored,
@@ -223,8 +280,8 @@ def save_reference(ref: BaseReference, path: str | Path) -> Path:
     return Path(path)
 
 
-def load_reference(path: str | Path, base: str | Path | OutputMatrix | None = None) -> BaseReference:
-    """Read a reference file; with `base` (the base HF checkpoint dir) attach its output matrix."""
+def load_reference(path: str | Path, base: str | Path | BaseOutput | None = None) -> BaseReference:
+    """Read a reference file; with `base` (the base HF checkpoint dir) attach its output head."""
     from safetensors import SafetensorError, safe_open
 
     path = Path(path)

@@ -9,7 +9,7 @@ evaluating process's torch, the base model, ...), started with `python -m pocket
 - pp_tokens_per_s: n_prompt / time of the prompt's forward pass (best of `reps`, after a warm-up)
 - ttft_s: prompt forward + picking the first token (same runs)
 - tg_tokens_per_s: n_gen (128) tokens generated one at a time after the prompt, never stopping early
-- peak_rss_mib: the process's maximum resident set size (ru_maxrss)
+- peak_rss_mib: the process's maximum resident set size (VmHWM, pocketquant.process_usage)
 """
 
 from __future__ import annotations
@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import subprocess
 import sys
 import tempfile
@@ -26,6 +25,7 @@ from pathlib import Path
 
 from pocketquant.evaluate.errors import CorpusError, ModelLoadError
 from pocketquant.evaluate.model import open_model
+from pocketquant.process_usage import peak_rss_bytes, return_freed_memory
 
 
 def bench_in_process(
@@ -61,7 +61,8 @@ def bench_in_process(
         "ttft_s": best,
         "n_gen": n_gen,
         "tg_tokens_per_s": n_gen / tg_s,
-        "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0,
+        # this child's own peak (VmHWM; ru_maxrss would start at the evaluating parent's RSS)
+        "peak_rss_mib": peak_rss_bytes() / 2**20,
     }
 
 
@@ -113,6 +114,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--n-gen", type=int, default=128)
     p.add_argument("--reps", type=int, default=2)
     a = p.parse_args(argv)
+    return_freed_memory()  # the child's peak RSS is what it really holds (pocketquant.process_usage)
     text = Path(a.prompt_file).read_text(encoding="utf-8")
     res = bench_in_process(a.model, text, threads=a.threads, n_prompt=a.n_prompt, n_gen=a.n_gen, reps=a.reps)
     Path(a.out_json).write_text(json.dumps(res), encoding="utf-8")

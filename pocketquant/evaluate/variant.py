@@ -1,10 +1,11 @@
 """The two calls the pipeline's evaluate stage makes.
 
-build_reference: the base model over the corpus once -> base reference file (its final hidden
-states, DVC-cached); evaluate_variant recomputes the exact base distribution from it with the base
-checkpoint's output matrix (`base=`).
+build_reference: the base model over the corpus once, layer by layer -> base reference file (its
+final hidden states, DVC-cached); evaluate_variant recomputes the exact base distribution from it
+with the base checkpoint's output head (`base=`), one vocabulary slice of W_out at a time.
 evaluate_variant: size, PPL + KLD against the reference, runtime, fixed-prompt generations and
-(optionally) multiple-choice accuracy -> one metrics JSON (+ generations JSON). Everything is
+(optionally) multiple-choice accuracy -> one metrics JSON (+ generations JSON, + the process's wall
+time and peak RSS under "process"). Everything is
 computed before anything is written, and each file is written atomically: a failure at any step
 leaves no metrics file.
 """
@@ -16,19 +17,14 @@ import os
 from pocketquant.evaluate.choice import load_tasks, mc_accuracy
 from pocketquant.evaluate.corpus import Corpus
 from pocketquant.evaluate.generate import generate_texts
+from pocketquant.evaluate.language_model import default_threads
 from pocketquant.evaluate.metrics import build_metrics, write_json, write_token_scores
-from pocketquant.evaluate.model import default_threads, open_model
+from pocketquant.evaluate.model import open_model
 from pocketquant.evaluate.quality import evaluate_quality
-from pocketquant.evaluate.reference import (
-    DEFAULT_TOP_K,
-    REFERENCE_THREADS,
-    BaseReference,
-    compute_reference,
-    load_reference,
-    save_reference,
-)
+from pocketquant.evaluate.reference import BaseReference, compute_reference, load_reference, save_reference
 from pocketquant.evaluate.runtime import measure_runtime
 from pocketquant.evaluate.size import model_size
+from pocketquant.process_usage import log_usage, return_freed_memory
 
 PathLike = str | os.PathLike[str]
 
@@ -40,17 +36,15 @@ def build_reference(
     *,
     n_ctx: int = 512,
     n_chunks: int | None = 20,
-    top_k: int = DEFAULT_TOP_K,  # ignored: the reference keeps the full distribution
     threads: int | None = None,
     progress: bool = True,
 ) -> BaseReference:
-    """Base model (HF checkpoint dir) -> reference file at `out` (hidden states, see reference.py).
-
-    torch runs with a fixed thread count (REFERENCE_THREADS unless `threads` is given): CPU matmul
-    results depend on how the work is split, and the file must be the same bytes on every re-run."""
-    with open_model(base, threads=threads or REFERENCE_THREADS, n_ctx=n_ctx) as model:
-        ref = compute_reference(model, corpus, n_ctx=n_ctx, n_chunks=n_chunks, top_k=top_k, progress=progress)
+    """Base model (HF checkpoint dir) -> reference file at `out` (hidden states, see reference.py),
+    streaming the base layer by layer; logs the wall time and peak RSS of the process."""
+    return_freed_memory()
+    ref = compute_reference(base, corpus, n_ctx=n_ctx, n_chunks=n_chunks, threads=threads, progress=progress)
     save_reference(ref, out)
+    log_usage("reference")
     return ref
 
 
@@ -80,6 +74,7 @@ def evaluate_variant(
     stored hidden states back into exact logits); optional when `reference` already carries it; its
     chat template formats the generation prompts. `tokens_out`: the per-token scores file."""
     threads = threads or default_threads()
+    return_freed_memory()  # blocks of logits come and go: keep RSS to what is in use
     ref = reference if isinstance(reference, BaseReference) else load_reference(reference)
     if base is not None:
         ref = ref.with_output(base)
@@ -97,6 +92,8 @@ def evaluate_variant(
         else None
     )
     metrics = build_metrics(name, size=size, quality=quality, speed=speed, mc=mc)
+    # This process's own wall time and peak RSS (the llama.cpp runtime child's are in `speed`).
+    metrics["process"] = log_usage(f"evaluate {name}")
     if generations_out is not None:
         write_json(
             generations_out,

@@ -46,15 +46,16 @@ def test_name_mapping():
     assert gguf_weight_name("model.layers.0.vision_proj") is None
 
 
-def test_sums_are_squared_inputs_of_each_matrix(tiny):
-    """Compare with an independent computation from the model's hidden states: the input of
+def test_sums_are_squared_inputs_of_each_matrix(tiny, tiny_llama_dir):
+    """Compare with an independent computation from the whole model's hidden states: the input of
     q/k/v in layer L is input_layernorm(hidden_states[L])."""
     from pocketquant.calibrate import calibration_chunks, collect_activation_stats
+    from pocketquant.layerwise.forward import LayerwiseModel
 
     model, tok = tiny
     chunks = calibration_chunks(tok, TEXT, n_ctx=N_CTX, n_chunks=2, name="unit-text")
     assert chunks.shape == (2, N_CTX)
-    stats = collect_activation_stats(model, chunks, progress=False)
+    stats = collect_activation_stats(LayerwiseModel(tiny_llama_dir), chunks, progress=False)
 
     n_layers = model.config.num_hidden_layers
     expected_names = {
@@ -148,3 +149,43 @@ def test_calibrates_the_embedded_model(smollm2_hf_dir, tmp_path):
     assert stats.sums["blk.0.attn_q.weight"].size == 576 and stats.sums["blk.29.ffn_down.weight"].size == 1536
     assert all(np.isfinite(s).all() and (s > 0).all() for s in stats.sums.values())
     assert set(load_imatrix(out).entries) == set(stats.sums)
+
+
+def test_streamed_stats_equal_whole_model_hooks_with_the_untied_output(tmp_path):
+    """Layer by layer, with --process-output on an untied head: the same float64 sums as hooks on
+    the whole model (the pre-streaming implementation), including output.weight."""
+    from pocketquant.calibrate import collect_activation_stats
+    from pocketquant.layerwise.forward import LayerwiseModel
+    from pocketquant.testing.random_checkpoints import build_random_checkpoint
+    from pocketquant.testing.whole_model import activation_sums, load_float32
+
+    d = build_random_checkpoint("llama", tmp_path / "untied")  # tie_word_embeddings false
+    chunks = np.random.default_rng(1).integers(3, 256, size=(3, 32))
+    got = collect_activation_stats(LayerwiseModel(d), chunks, include_output=True, progress=False)
+    want = activation_sums(load_float32(d), list(chunks), include_output=True)
+    assert "output.weight" in got.sums and got.counts == want.counts
+    assert set(got.sums) == set(want.sums)
+    for name, sums in want.sums.items():
+        np.testing.assert_array_equal(got.sums[name], sums, err_msg=name)
+
+
+@pytest.mark.slow
+def test_imatrix_of_the_embedded_model_is_byte_identical_to_whole_model_hooks(smollm2_hf_dir, tmp_path):
+    """SmolLM2 on two 512-token chunks of the default calibration text: calibrate() (streamed) writes
+    the same imatrix bytes as hooks on the whole float32 model."""
+    from transformers import AutoTokenizer
+
+    from pocketquant.calibrate import calibrate, calibration_chunks, write_imatrix
+    from pocketquant.evaluate.corpus import default_corpus
+    from pocketquant.testing.whole_model import activation_sums, load_float32
+
+    text = default_corpus().text
+    text = text[len(text) // 2 :]  # calib.skip_fraction 0.5, as the stage does
+    calibrate(smollm2_hf_dir, tmp_path / "streamed.gguf", text=text, dataset="d", n_ctx=512, n_chunks=2)
+    chunks = calibration_chunks(
+        AutoTokenizer.from_pretrained(smollm2_hf_dir), text, n_ctx=512, n_chunks=2, name="d"
+    )
+    write_imatrix(
+        activation_sums(load_float32(smollm2_hf_dir), list(chunks)), tmp_path / "whole.gguf", dataset="d"
+    )
+    assert (tmp_path / "streamed.gguf").read_bytes() == (tmp_path / "whole.gguf").read_bytes()

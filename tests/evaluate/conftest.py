@@ -66,8 +66,9 @@ def default_corpus():
 
 
 @pytest.fixture(scope="session")
-def hf_reference(smollm2_hf, default_corpus):
-    """Base log-probs of SmolLM2 in transformers: default corpus, n_ctx 128, 2 chunks, top-32."""
+def hf_reference(smollm2_hf_dir, default_corpus):
+    """SmolLM2's base reference (final hidden states, streamed layer by layer): default corpus,
+    n_ctx 128, 2 chunks."""
     from pocketquant.evaluate.reference import compute_reference
 
-    return compute_reference(smollm2_hf, default_corpus, n_ctx=128, n_chunks=2, top_k=32, progress=False)
+    return compute_reference(smollm2_hf_dir, default_corpus, n_ctx=128, n_chunks=2, progress=False)

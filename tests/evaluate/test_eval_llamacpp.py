@@ -25,9 +25,10 @@ def ppl_corpus(request):
 
 
 @pytest.fixture(scope="module")
-def f32_reference(smollm2_hf, default_corpus):
-    """The F32 base in transformers (the same weights as the F32 GGUF), as the pipeline builds it."""
-    return compute_reference(smollm2_hf, default_corpus, n_ctx=128, n_chunks=2, progress=False)
+def f32_reference(hf_reference):
+    """The F32 base in transformers (the same weights as the F32 GGUF), as the pipeline builds it:
+    default corpus, n_ctx 128, 2 chunks (the session's shared reference)."""
+    return hf_reference
 
 
 def test_both_engines_tokenize_the_corpus_identically(smollm2_llama_f32, smollm2_hf, ppl_corpus):
@@ -44,9 +45,9 @@ def test_f32_ppl_in_llama_cpp_and_transformers_agree_within_1pct(smollm2_llama_f
     assert abs(a["ppl"] / b["ppl"] - 1) < 0.01, (a["ppl"], b["ppl"])
 
 
-def test_cross_engine_noise_floor_is_tiny(smollm2_llama_f32, smollm2_hf, default_corpus):
+def test_cross_engine_noise_floor_is_tiny(smollm2_llama_f32, smollm2_hf_dir, default_corpus):
     """Same weights, two engines: the KLD a perfect variant would show (transformers reference)."""
-    ref = compute_reference(smollm2_hf, default_corpus, n_ctx=128, n_chunks=1, progress=False)
+    ref = compute_reference(smollm2_hf_dir, default_corpus, n_ctx=128, n_chunks=1, progress=False)
     q = evaluate_quality(smollm2_llama_f32, default_corpus, ref, progress=False)
     assert q["kld_mean"] < 1e-3 and q["top1_agreement_pct"] > 95.0
     assert q["base_engine"] == "transformers" and q["engine"] == "llama.cpp"
@@ -113,3 +114,27 @@ def test_logits_view_matches_a_separate_run(smollm2_llama_q41):
     full = smollm2_llama_q41.logits(toks, 0).copy()
     tail = smollm2_llama_q41.logits(toks, 4).copy()
     np.testing.assert_allclose(tail, full[4:], atol=1e-3)
+
+
+def test_quantized_files_are_read_not_mapped_with_the_same_logits(
+    smollm2_gguf, smollm2_f32_gguf, llama_cpp_module, tmp_path
+):
+    """llama.cpp repacks Q4_0 (and Q4_K, ...) for its x86 kernels: a mapped file would stay resident
+    beside the repacked copy, so quantized files are read instead; the logits are the same bits."""
+    from pocketquant.evaluate.llamacpp import LlamaCppModel, maps_file
+
+    ll = llama_cpp_module
+    q4_0 = tmp_path / "q4_0.gguf"
+    params = ll.llama_model_quantize_default_params()
+    params.ftype = ll.LLAMA_FTYPE_MOSTLY_Q4_0
+    params.allow_requantize = True
+    params.nthread = 2
+    assert ll.llama_model_quantize(str(smollm2_gguf).encode(), str(q4_0).encode(), params) == 0
+    assert maps_file(smollm2_f32_gguf) and not maps_file(q4_0) and not maps_file(smollm2_gguf)
+    with (
+        LlamaCppModel(q4_0, n_ctx=128, threads=2) as read,
+        LlamaCppModel(q4_0, n_ctx=128, threads=2, mapped=True) as mapped,
+    ):
+        assert (read.mapped, mapped.mapped) == (False, True)
+        toks = np.asarray(read.tokenize("The quick brown fox jumps over the lazy dog. " * 8), dtype=np.int32)
+        np.testing.assert_array_equal(read.logits(toks, 0).copy(), mapped.logits(toks, 0).copy())

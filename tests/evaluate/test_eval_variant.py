@@ -23,7 +23,7 @@ pytestmark = pytest.mark.slow
 
 @pytest.fixture(scope="module")
 def reference_file(hf_reference, tmp_path_factory):
-    return save_reference(hf_reference, tmp_path_factory.mktemp("ref") / "base_logprobs.safetensors")
+    return save_reference(hf_reference, tmp_path_factory.mktemp("ref") / "base_hidden_states.safetensors")
 
 
 def test_evaluate_variant_writes_flat_metrics_and_generations(
@@ -53,8 +53,10 @@ def test_evaluate_variant_writes_flat_metrics_and_generations(
         progress=False,
     )
     on_disk = json.loads((tmp_path / "metrics" / "base.json").read_text())
+    assert set(on_disk) == {"variant", "size", "quality", "speed", "mc", "provenance", "process"}
     assert on_disk["variant"] == "base"
-    assert set(on_disk) == {"variant", "size", "quality", "speed", "mc", "provenance"}
+    # the evaluating process's own cost (issue 13): wall time since it started, peak RSS
+    assert on_disk["process"]["wall_s"] > 0 and 100 < on_disk["process"]["peak_rss_mib"] < 16000
     assert on_disk["quality"]["kld_mean"] == pytest.approx(0.0, abs=1e-6)
     assert on_disk["quality"]["ppl"] == pytest.approx(m["quality"]["ppl"], rel=1e-5)
     assert on_disk["size"]["bpw"] > 32  # float32 checkpoint
@@ -140,7 +142,7 @@ def test_reference_without_or_with_the_wrong_base_checkpoint(
     kw = {"name": "x", "corpus": default_corpus, "reference": reference_file, "runtime": False}
     with pytest.raises(ReferenceMismatchError, match=f"base checkpoint {tiny_llama_dir}.*recompute"):
         evaluate_variant(smollm2_hf_dir, base=tiny_llama_dir, metrics_out=tmp_path / "m.json", **kw)
-    with pytest.raises(EvaluationError, match="output matrix: pass base="):
+    with pytest.raises(EvaluationError, match="output head: pass base="):
         evaluate_variant(smollm2_hf_dir, metrics_out=tmp_path / "m.json", progress=False, **kw)
     _no_metrics(tmp_path)
 

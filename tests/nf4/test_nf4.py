@@ -10,7 +10,28 @@ import pytest
 
 from pocketquant.convert import convert_hf_to_gguf
 from pocketquant.errors import ConfigError
-from pocketquant.nf4 import dequantize_nf4, nf4_blocksizes, quantize_nf4
+from pocketquant.nf4 import (
+    choose_cpu_kernels,
+    cpu_has_packed_path,
+    dequantize_nf4,
+    nf4_blocksizes,
+    packed_cpu_path_fits,
+    quantize_nf4,
+)
+from pocketquant.testing.whole_model import transformers_dequantize_nf4, transformers_nf4
+
+# bitsandbytes picks its CPU code path from the CPU; both are exercised where the CPU has both.
+CPU_PATHS = [
+    pytest.param("auto", id="auto"),  # AVX512-BF16: packed fused kernel where a layer fits
+    pytest.param("generic", id="generic"),  # dequantize + matmul everywhere
+]
+
+
+def _require_path(cpu_path: str) -> None:
+    if cpu_path == "auto" and not cpu_has_packed_path():
+        pytest.skip(
+            "this CPU has no AVX512-BF16: bitsandbytes' 'auto' is its generic path, tested as 'generic'"
+        )
 
 
 def _tensor_summary(model_dir: Path) -> dict[str, tuple[str, tuple[int, ...]]]:
@@ -20,12 +41,13 @@ def _tensor_summary(model_dir: Path) -> dict[str, tuple[str, tuple[int, ...]]]:
         return {k: (f.get_slice(k).get_dtype(), tuple(f.get_slice(k).get_shape())) for k in f.keys()}
 
 
-def _generate(model_dir: Path, text: str, n: int = 6) -> list[int]:
+def _generate(model_dir: Path, text: str, n: int = 6, *, cpu_path: str = "auto") -> list[int]:
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     tok = AutoTokenizer.from_pretrained(model_dir)
     model = AutoModelForCausalLM.from_pretrained(model_dir, device_map="cpu").eval()
+    choose_cpu_kernels(model, path=cpu_path, where=str(model_dir))
     ids = tok(text, return_tensors="pt")["input_ids"]
     with torch.no_grad():
         out = model.generate(ids, max_new_tokens=n, do_sample=False)
@@ -69,14 +91,69 @@ def test_nf4_is_deterministic(tiny_llama_dir: Path, tiny_nf4_dir: Path, tmp_path
     assert (again / "model.safetensors").read_bytes() == (tiny_nf4_dir / "model.safetensors").read_bytes()
 
 
-def test_nf4_blocksize_is_honored(tiny_llama_dir: Path, tmp_path: Path):
-    out = quantize_nf4(tiny_llama_dir, tmp_path / "bs128", blocksize=128, double_quant=False)
+@pytest.fixture(scope="module")
+def tiny_nf4_bs128(tiny_llama_dir: Path, tmp_path_factory) -> Path:
+    return quantize_nf4(
+        tiny_llama_dir, tmp_path_factory.mktemp("bs128") / "nf4", blocksize=128, double_quant=False
+    )
+
+
+@pytest.mark.parametrize("cpu_path", CPU_PATHS)
+def test_nf4_blocksize_is_honored(tiny_nf4_bs128: Path, cpu_path: str):
+    """Block size 128 on a 64-wide model: bitsandbytes' AVX512-BF16 kernel cannot hold those layers
+    (it crashed mid-evaluation: shape '[64, 0]' is invalid); they run the generic path instead."""
+    _require_path(cpu_path)
+    out = tiny_nf4_bs128
     assert nf4_blocksizes(out) == {128}
     summary = _tensor_summary(out)
     absmax = summary["model.layers.0.mlp.up_proj.weight.absmax"]
     assert math.prod(absmax[1]) == 64 * 128 // 128  # one scale per 128 weights
     assert "model.layers.0.mlp.up_proj.weight.nested_absmax" not in summary
-    assert len(_generate(out, "Numbers: 1 2 3")) == 6
+    assert len(_generate(out, "Numbers: 1 2 3", cpu_path=cpu_path)) == 6
+
+
+def test_narrow_layers_are_named_and_moved_to_the_generic_path(tiny_nf4_bs128: Path, capsys):
+    import bitsandbytes as bnb
+    from transformers import AutoModelForCausalLM
+
+    model = AutoModelForCausalLM.from_pretrained(tiny_nf4_bs128, device_map="cpu")
+    narrow = choose_cpu_kernels(model, where="tiny")
+    layers = {n: m for n, m in model.named_modules() if isinstance(m, bnb.nn.Linear4bit)}
+    # in_features 64 < 128: q/k/v/o, gate, up; down_proj (128 wide) fits
+    expected = sorted(n for n in layers if not n.endswith("down_proj"))
+    assert sorted(narrow) == (expected if cpu_has_packed_path() else [])
+    assert all(not layers[n].support_avx512bf16_for_cpu for n in expected)
+    if narrow:
+        assert "tiny: 12 NF4 layers (e.g. model.layers.0.self_attn.q_proj)" in capsys.readouterr().err
+    choose_cpu_kernels(model, path="generic")
+    assert not any(m.support_avx512bf16_for_cpu for m in layers.values())
+    with pytest.raises(ConfigError, match="'fast' is not one of auto, generic"):
+        choose_cpu_kernels(model, path="fast")
+
+
+def test_packed_path_rule():
+    assert packed_cpu_path_fits(64, 64, 64) and packed_cpu_path_fits(576, 1536, 128)
+    assert not packed_cpu_path_fits(64, 64, 128)  # 0 blocks per row: the '[64, 0]' crash
+    assert not packed_cpu_path_fits(576, 576, 128)  # SmolLM2 at 128: 4.5 blocks per row
+    assert not packed_cpu_path_fits(48, 64, 64)  # rows not in groups of 32
+
+
+@pytest.mark.parametrize(("blocksize", "double_quant"), [(64, True), (128, False)])
+def test_streamed_nf4_writes_what_transformers_writes(
+    tiny_llama_dir: Path, tmp_path: Path, blocksize, double_quant
+):
+    """Tensor by tensor, the same directory bytes as transformers' own bitsandbytes integration
+    (whole model loaded 4-bit, then save_pretrained); and back: the same dequantized checkpoint."""
+    ours = quantize_nf4(tiny_llama_dir, tmp_path / "ours", blocksize=blocksize, double_quant=double_quant)
+    transformers_nf4(tiny_llama_dir, tmp_path / "theirs", blocksize=blocksize, double_quant=double_quant)
+    names = sorted(p.name for p in ours.iterdir())
+    assert names == sorted(p.name for p in (tmp_path / "theirs").iterdir())
+    for name in names:
+        assert (ours / name).read_bytes() == (tmp_path / "theirs" / name).read_bytes(), name
+    deq = dequantize_nf4(ours, tmp_path / "deq")
+    transformers_dequantize_nf4(ours, tmp_path / "deq-theirs")
+    for name in sorted(p.name for p in deq.iterdir()):
+        assert (deq / name).read_bytes() == (tmp_path / "deq-theirs" / name).read_bytes(), name
 
 
 def test_nf4_bad_settings(tiny_llama_dir: Path, tmp_path: Path):
