@@ -119,7 +119,7 @@ def drop_incidental_keys(out_dir: Path) -> None:
 
 
 def normalize_checkpoint_files(out_dir: Path) -> None:
-    """Make the small JSON files of a saved checkpoint byte-stable.
+    """Make the small JSON files of a saved checkpoint byte-stable and version-free.
 
     tokenizer.json is left alone: its key order is significant to nobody but is already written
     deterministically by `tokenizers`, and sorting would bloat the diff against upstream files."""
@@ -127,6 +127,7 @@ def normalize_checkpoint_files(out_dir: Path) -> None:
         path = out_dir / name
         if path.is_file():
             _normalize_json(path)
+    drop_incidental_keys(out_dir)
 
 
 def save_checkpoint(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, out_dir: Path) -> None:
@@ -135,4 +136,3 @@ def save_checkpoint(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, 
     model.save_pretrained(out_dir, safe_serialization=True, max_shard_size="1000GB")
     tokenizer.save_pretrained(out_dir)
     normalize_checkpoint_files(out_dir)
-    drop_incidental_keys(out_dir)
