@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from pocketquant.convert.errors import ConversionError
-from pocketquant.convert.families.base import Family, OutputTransform
+from pocketquant.convert.families.base import Family
 
 _REGISTRY: dict[str, type[Family]] = {}
 # Family modules, imported on first use (each registers its classes).
@@ -62,26 +62,10 @@ def family_for(hparams: dict[str, Any], model_dir: Path) -> type[Family]:
     return families[arch]
 
 
-def output_transform(model_dir: str | Path) -> OutputTransform:
-    """The output transform (lm_head bias, logit scale, final soft-capping) of the checkpoint in
-    `model_dir`, for evaluation; reads its config only."""
-    import gguf
-
-    from pocketquant.convert.hf_to_gguf import load_hparams
-    from pocketquant.models.checkpoint import read_config
-
-    model_dir = Path(model_dir)
-    family_cls = family_for(read_config(model_dir), model_dir)
-    hparams, _ = load_hparams(model_dir)
-    return family_cls(model_dir, hparams, gguf.LlamaFileType.ALL_F32).output_transform()
-
-
 __all__ = [
     "Family",
-    "OutputTransform",
     "family_for",
     "native_architectures",
-    "output_transform",
     "register",
     "registry",
 ]
