@@ -16,20 +16,13 @@ from pocketquant.evaluate.corpus import Corpus, default_corpus
 from pocketquant.evaluate.model import open_model
 from pocketquant.evaluate.quality import evaluate_quality
 from pocketquant.evaluate.reference import BaseReference, compute_reference
+from pocketquant.testing.tiny_models import SPREAD_CONFIG, build_tiny_model
 
 # The floor issue 9 sets: an F32 conversion run by llama.cpp is the base model up to float rounding.
 MAX_MEAN_KLD = 1e-3
 MIN_SAME_TOP1_PCT = 95.0
 # Short: 4 chunks of 128 (the tiny models know 256 positions), 252 scored tokens per family.
 N_CTX, N_CHUNKS = 128, 4
-# The tiny Gemma 2/3 checkpoints put all mass on one token (entropy < 0.01 nats), where any two
-# engines agree and Gemma 2's real soft-cap of 30 moves the KLD by 4e-4 only: the floor would not
-# see a missing soft-cap. Smaller weights and a cap of 5 give ~5 nats of entropy and a soft-cap
-# that decides the distribution (KLD 0.2 without it); Gemma 3 then takes the soft-cap path too.
-FLOOR_CONFIG = {
-    "gemma2": {"initializer_range": 0.05, "final_logit_softcapping": 5.0},
-    "gemma3": {"initializer_range": 0.05, "final_logit_softcapping": 5.0},
-}
 TRANSFORMED = {"gemma2", "gemma3", "phi2", "granite"}
 
 
@@ -60,11 +53,10 @@ def test_f32_gguf_in_llama_cpp_meets_the_floor_against_the_transformers_referenc
     family, family_dirs, our_ggufs, corpus, llama_cpp, tmp_path
 ):
     from pocketquant.convert import convert_hf_to_gguf
-    from pocketquant.testing.tiny_models import build_tiny_model
 
     model_dir, gguf_path = family_dirs[family], our_ggufs[family, "f32"]
-    if family in FLOOR_CONFIG:
-        model_dir = build_tiny_model(tmp_path / family, family, **FLOOR_CONFIG[family])
+    if family in SPREAD_CONFIG:  # Gemma 2/3: a distribution the soft-cap decides (see SPREAD_CONFIG)
+        model_dir = build_tiny_model(tmp_path / family, family, **SPREAD_CONFIG[family])
         gguf_path = convert_hf_to_gguf(model_dir, tmp_path / f"{family}.gguf", "f32", progress=False)
     ref = compute_reference(model_dir, corpus, n_ctx=N_CTX, n_chunks=N_CHUNKS, progress=False)
     model = open_model(gguf_path, n_ctx=N_CTX, threads=2)
