@@ -13,6 +13,14 @@ from them, so it must apply the family's output transform exactly as transformer
 
 `output_head(config)` reads that from an HF config dict (missing keys take the defaults of the
 family's transformers config class, e.g. Gemma 2's softcap 30); `OutputHead.apply` computes it.
+
+This is the one definition of a family's output transform: it serves every architecture the
+reference can run (native families and those only the llamacpp backend converts, e.g. Cohere),
+and it is bit-exact with transformers (Granite divides by logits_scaling; multiplying by its
+inverse would round differently). The native converter does not repeat it: each family writes the
+GGUF keys llama.cpp applies the same transform from (final_logit_softcapping, logit_scale, the
+output.bias tensor), and tests/families/test_family_floor.py checks, per family, that llama.cpp
+on our F32 GGUF agrees with the reference built through this head.
 """
 
 from __future__ import annotations
@@ -38,6 +46,11 @@ class OutputHead:
     logit_scale: float | None = None  # logits *= logit_scale (Cohere)
     logits_scaling: float | None = None  # logits /= logits_scaling (Granite)
     softcap: float | None = None  # cap * tanh(logits / cap) (Gemma 2/3 final_logit_softcapping)
+
+    @property
+    def is_identity(self) -> bool:
+        """True when logits are plain hidden @ W^T (no bias, scale or soft-cap)."""
+        return not self.bias and self.logit_scale is None and self.logits_scaling is None and not self.softcap
 
     @property
     def weight_names(self) -> tuple[str, ...]:

@@ -1,16 +1,14 @@
 """llama.cpp loads every family's GGUF, tokenizes like the HF tokenizer (probe texts and the
 family's real chat template, special tokens parsed) and gives the next-token log-probs
-transformers gives; the declared output transform turns HF hidden states into HF logits; our
+transformers gives; evaluation's output head turns HF hidden states into HF logits; our
 quantize of every family is byte-identical to llama.cpp's `llama_model_quantize`."""
 
 from __future__ import annotations
 
-import numpy as np
 import pytest
 from family_cases import FAMILIES
 
 from pocketquant.convert.check import SAMPLE_TEXTS, load_llama, logprob_agreement, tokenize_both
-from pocketquant.convert.families import output_transform
 from pocketquant.quantize import quantize_gguf
 
 PROMPT = (
@@ -58,25 +56,25 @@ def test_llama_cpp_tokenizes_and_predicts_like_transformers(family, family_dirs,
 
 
 @pytest.mark.parametrize("family", FAMILIES)
-def test_output_transform_turns_hidden_states_into_logits(family, family_dirs):
-    """What evaluation will apply (lm_head bias, logit scale, soft-capping) reproduces the HF
-    model's own logits from its final hidden state and lm_head weight."""
+def test_output_head_turns_hidden_states_into_logits(family, family_dirs):
+    """Evaluation's output head (evaluate/output_head.py, the one definition of the lm_head bias,
+    logit scaling and final soft-capping) turns the HF model's final hidden state into exactly the
+    logits the HF model gives, with W_out (and its bias) read from the checkpoint as the reference
+    reads it."""
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from pocketquant.evaluate.reference import BaseOutput
 
     model_dir = family_dirs[family]
     model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32).eval()
     ids = torch.tensor([AutoTokenizer.from_pretrained(model_dir)(PROMPT)["input_ids"]])
-    with torch.no_grad():
-        logits_hf = model(ids).logits
-        hidden = model.get_decoder()(input_ids=ids).last_hidden_state  # after the final norm
-        head = model.get_output_embeddings()
-        raw = hidden @ head.weight.T
-        transform = output_transform(model_dir)
-        logits = transform.apply(raw, head.bias)
-    np.testing.assert_allclose(logits.numpy(), logits_hf.numpy(), rtol=1e-4, atol=1e-4)
-    expected_identity = family not in ("gemma2", "phi2", "granite")
-    assert transform.is_identity == expected_identity, transform
+    with torch.inference_mode():
+        logits_hf = model(ids, use_cache=False).logits[0]
+        hidden = model.get_decoder()(input_ids=ids, use_cache=False).last_hidden_state[0]  # after the norm
+    out = BaseOutput(model_dir)
+    assert torch.equal(out.logits(hidden), logits_hf), family
+    assert out.head.is_identity == (family not in ("gemma2", "phi2", "granite")), out.head
 
 
 @pytest.mark.parametrize("ftype", QUANT_TYPES)

@@ -1,22 +1,19 @@
 """Model families the native converter handles, registered by their HF `architectures` names.
 
-Adding a family is adding one module here (a `Family` subclass decorated with `@register`) and its
-tiny test model in pocketquant/testing/. Any other architecture converts with llama.cpp's own
-converter (`convert.backend=llamacpp`).
+Adding a family is adding one module here (a `Family` subclass decorated with `@register`, imported
+in `registry()`) and its tiny test model in pocketquant/testing/. Any other architecture converts
+with llama.cpp's own converter (`convert.backend=llamacpp`).
 """
 
 from __future__ import annotations
 
-import importlib
 from pathlib import Path
 from typing import Any
 
 from pocketquant.convert.errors import ConversionError
-from pocketquant.convert.families.base import Family, OutputTransform
+from pocketquant.convert.families.base import Family
 
 _REGISTRY: dict[str, type[Family]] = {}
-# Family modules, imported on first use (each registers its classes).
-_MODULES = ("llama", "mistral", "qwen2", "qwen3", "gemma", "phi3", "phi2", "olmo2", "granite")
 
 
 def register(cls: type[Family]) -> type[Family]:
@@ -31,8 +28,21 @@ def register(cls: type[Family]) -> type[Family]:
 
 def registry() -> dict[str, type[Family]]:
     """HF architecture name -> family class, for every native family."""
-    for module in _MODULES:
-        importlib.import_module(f"{__name__}.{module}")
+    # Each family module registers its classes when imported (here, on first use: they import this
+    # package). Plain import statements, not importlib by name: pocketquant.pipeline_deps reads
+    # imports statically, and every stage that converts must depend on every family module.
+    from pocketquant.convert.families import (  # noqa: F401
+        gemma,
+        granite,
+        llama,
+        mistral,
+        olmo2,
+        phi2,
+        phi3,
+        qwen2,
+        qwen3,
+    )
+
     return dict(_REGISTRY)
 
 
@@ -62,26 +72,10 @@ def family_for(hparams: dict[str, Any], model_dir: Path) -> type[Family]:
     return families[arch]
 
 
-def output_transform(model_dir: str | Path) -> OutputTransform:
-    """The output transform (lm_head bias, logit scale, final soft-capping) of the checkpoint in
-    `model_dir`, for evaluation; reads its config only."""
-    import gguf
-
-    from pocketquant.convert.hf_to_gguf import load_hparams
-    from pocketquant.models.checkpoint import read_config
-
-    model_dir = Path(model_dir)
-    family_cls = family_for(read_config(model_dir), model_dir)
-    hparams, _ = load_hparams(model_dir)
-    return family_cls(model_dir, hparams, gguf.LlamaFileType.ALL_F32).output_transform()
-
-
 __all__ = [
     "Family",
-    "OutputTransform",
     "family_for",
     "native_architectures",
-    "output_transform",
     "register",
     "registry",
 ]

@@ -3,15 +3,18 @@
 A family (one module in this package) turns an HF checkpoint of its architectures into what
 llama.cpp expects: hyperparameters -> GGUF keys (`set_gguf_parameters`), the tokenizer
 (`set_vocab`), tensor names (gguf-py's TensorNameMap for the GGUF architecture), tensor transforms
-(`transform`), generated tensors (`extra_tensors`) and the output transform evaluation applies
-(`output_transform`). The defaults follow llama.cpp's converter (`TextModel` in
-convert_hf_to_gguf.py's conversion/base.py); a family holds only what differs.
+(`transform`) and generated tensors (`extra_tensors`). The defaults follow llama.cpp's converter
+(`TextModel` in convert_hf_to_gguf.py's conversion/base.py); a family holds only what differs.
+
+A family's output transform (lm_head bias, logit scaling, final soft-capping) is not declared
+here: the GGUF carries it as the keys llama.cpp reads (`set_gguf_parameters`), and evaluation's
+one definition of it for every architecture, native or not, is pocketquant/evaluate/output_head.py
+(read from config.json). tests/families/test_family_floor.py checks the two agree per family.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -26,42 +29,6 @@ if TYPE_CHECKING:
     import torch
 
 _MISSING = object()
-
-
-@dataclass(frozen=True)
-class OutputTransform:
-    """How a family's logits come from its final hidden state h, beyond `h @ output.weight.T`.
-
-    Evaluation applies, in this order: `+ output.bias` (when lm_head_bias), `* logit_scale`, then
-    `softcap * tanh(logits / softcap)` (when final_logit_softcap is set). That is the order of every
-    family's HF forward pass (no family here has more than one of them)."""
-
-    lm_head_bias: bool = False  # Phi-2: lm_head has a bias
-    logit_scale: float = 1.0  # Granite: 1 / logits_scaling
-    final_logit_softcap: float | None = None  # Gemma 2 (and Gemma 3 when its config sets it)
-
-    @property
-    def is_identity(self) -> bool:
-        return not self.lm_head_bias and self.logit_scale == 1.0 and self.final_logit_softcap is None
-
-    def apply(self, logits: Any, bias: Any = None) -> Any:
-        """Transform raw logits (numpy array or torch tensor; last axis = vocabulary)."""
-        if self.lm_head_bias:
-            if bias is None:
-                raise ValueError("this family's lm_head has a bias: pass output.bias")
-            logits = logits + bias
-        if self.logit_scale != 1.0:
-            logits = logits * self.logit_scale
-        if self.final_logit_softcap is not None:
-            cap = self.final_logit_softcap
-            tanh = getattr(logits, "tanh", None)
-            if tanh is None:  # numpy
-                import numpy as np
-
-                logits = cap * np.tanh(logits / cap)
-            else:
-                logits = cap * (logits / cap).tanh()
-        return logits
 
 
 class Family:
@@ -254,8 +221,3 @@ class Family:
     def extra_tensors(self) -> Iterable[tuple[str, torch.Tensor]]:
         """Tensors llama.cpp needs that the checkpoint does not hold (rope_freqs, LongRoPE factors)."""
         return ()
-
-    # ------------------------------------------------------------------------------- evaluation
-
-    def output_transform(self) -> OutputTransform:
-        return OutputTransform()

@@ -10,7 +10,8 @@ What differs from the shared defaults (llama.cpp's GemmaModel, Gemma2Model, Gemm
   RoPE base, the sliding window and its final soft-capping when the config has one;
 - Gemma 1/2 drop an lm_head.weight (tied in every release; some quantizers add a copy);
 - Gemma 1 records CodeGemma's fill-in-the-middle and end-of-turn ids, as llama.cpp does.
-Output transform: final-logit soft-capping (Gemma 2, and Gemma 3 when set).
+Output transform (evaluate/output_head.py): final-logit soft-capping (Gemma 2, and Gemma 3 when
+set); the GGUF records it as final_logit_softcapping.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ import numpy as np
 
 from pocketquant.convert import vocab
 from pocketquant.convert.families import register
-from pocketquant.convert.families.base import Family, OutputTransform
+from pocketquant.convert.families.base import Family
 from pocketquant.convert.metadata import GGUFMetadata
 from pocketquant.convert.special_tokens import SpecialTokens
 
@@ -92,9 +93,6 @@ class Gemma2Family(_Gemma12):
         meta.add_final_logit_softcapping(self.hparams["final_logit_softcapping"])
         meta.add_sliding_window(self.hparams["sliding_window"])
 
-    def output_transform(self) -> OutputTransform:
-        return OutputTransform(final_logit_softcap=self.hparams.get("final_logit_softcapping"))
-
 
 @register
 class Gemma3Family(_GemmaNorms):
@@ -135,6 +133,3 @@ class Gemma3Family(_GemmaNorms):
             tok = json.loads((self.model_dir / "tokenizer.json").read_text(encoding="utf-8"))
             n_vocab = len(tok["model"]["vocab"]) + len(tok["added_tokens"])
         return min(shape[0], n_vocab)
-
-    def output_transform(self) -> OutputTransform:
-        return OutputTransform(final_logit_softcap=self.hparams.get("final_logit_softcapping") or None)

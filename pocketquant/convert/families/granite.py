@@ -3,7 +3,8 @@
 A Llama (q/k permutation, same tensors) with four multipliers llama.cpp reads as keys:
 embedding_multiplier (embedding scale), attention_multiplier (attention scale instead of
 1/sqrt(head_dim)), residual_multiplier (residual scale) and logits_scaling (logits divided by it).
-head_dim is ignored, as llama.cpp's converter does. Output transform: logits / logits_scaling.
+head_dim is ignored, as llama.cpp's converter does. Output transform (evaluate/output_head.py):
+logits / logits_scaling.
 """
 
 from __future__ import annotations
@@ -11,7 +12,6 @@ from __future__ import annotations
 import gguf
 
 from pocketquant.convert.families import register
-from pocketquant.convert.families.base import OutputTransform
 from pocketquant.convert.families.llama import LlamaFamily
 from pocketquant.convert.metadata import GGUFMetadata
 
@@ -37,7 +37,3 @@ class GraniteFamily(LlamaFamily):
         ):
             if hp.get(key):
                 adder(hp[key])
-
-    def output_transform(self) -> OutputTransform:
-        scaling = self.hparams.get("logits_scaling") or 1.0
-        return OutputTransform(logit_scale=1.0 / scaling)

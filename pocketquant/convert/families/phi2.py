@@ -5,7 +5,7 @@ attention and MLP in parallel; every linear layer, the norms and lm_head have bi
 table maps them, output.bias included); RoPE covers only `partial_rotary_factor` of each head;
 separate q/k/v projections; no BOS is added. llama.cpp takes the MLP width as 4 x hidden_size,
 so a checkpoint with another intermediate_size is refused (llama.cpp could not load it).
-Output transform: lm_head's bias.
+Output transform (evaluate/output_head.py): lm_head's bias.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ import gguf
 
 from pocketquant.convert.errors import ConversionError
 from pocketquant.convert.families import register
-from pocketquant.convert.families.base import Family, OutputTransform
+from pocketquant.convert.families.base import Family
 from pocketquant.convert.metadata import GGUFMetadata
 
 
@@ -46,6 +46,3 @@ class Phi2Family(Family):
         meta.add_rope_dimension_count(int(rot_pct * n_embd) // n_head)
         meta.add_file_type(self.ftype)
         meta.add_add_bos_token(False)
-
-    def output_transform(self) -> OutputTransform:
-        return OutputTransform(lm_head_bias=True)
