@@ -24,7 +24,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--metrics", metavar="FILE.json", help="metrics to record (a JSON object)")
     p.add_argument("--params", metavar="FILE.json", help="build parameters to record (a JSON object)")
-    p.add_argument("--num-ctx", type=int, default=2048, help="Modelfile PARAMETER num_ctx (default 2048)")
+    p.add_argument(
+        "--num-ctx",
+        type=int,
+        default=None,
+        help="Modelfile PARAMETER num_ctx (default: 2048, or the model's context length when shorter)",
+    )
     p.add_argument("--chat-template", metavar="FILE", help="Jinja chat template (default: the GGUF's own)")
     p.add_argument(
         "--stop",

@@ -42,6 +42,10 @@ CHUNK = 4 << 20
 PROGRESS_MIN_BYTES = 16 << 20  # show a bar for files at least this big
 
 
+# Ollama's num_ctx when none is asked for (capped at the model's own context length).
+DEFAULT_NUM_CTX = 2048
+
+
 def tool_versions() -> dict[str, str | None]:
     def dist(name: str) -> str | None:
         try:
@@ -163,7 +167,7 @@ def build_package(
     params: Mapping[str, Any],
     metrics: Mapping[str, Any] | None = None,
     chat_template: str | None = None,
-    num_ctx: int = 2048,
+    num_ctx: int | None = None,
     stop: Sequence[str] | None = None,
     extra_parameters: Mapping[str, str | int | float] | None = None,
     git_commit: str | None = None,
@@ -176,6 +180,7 @@ def build_package(
 
     chat_template: Jinja chat template; default: the GGUF's tokenizer.chat_template. Without one
       (a base model) the Modelfile does plain completion: `{{ .Prompt }}`, stop at EOS.
+    num_ctx: Modelfile PARAMETER num_ctx; default: min(DEFAULT_NUM_CTX, the model's context length).
     stop: Modelfile stop strings; default: the chat format's end-of-turn tokens that are single
       special tokens of the model, plus its EOS token.
     unknown_template: for a chat template of no known format, "error" raises PackageError and
@@ -185,11 +190,13 @@ def build_package(
     if not gguf_path.is_file():
         raise PackageError(f"{gguf_path}: GGUF file not found")
     refuse_overwriting_inputs(out_zip, [gguf_path])  # same path, symlink, hard link or ..
-    if num_ctx < 1:
+    if num_ctx is not None and num_ctx < 1:
         raise PackageError(f"num_ctx must be positive, got {num_ctx}")
     if stop is not None:
         check_stops(stop)
     info = read_gguf_info(gguf_path)
+    if num_ctx is None:  # a short-context model still packages with the default
+        num_ctx = min(DEFAULT_NUM_CTX, info.context_length or DEFAULT_NUM_CTX)
     if info.context_length is not None and num_ctx > info.context_length:
         raise PackageError(
             f"num_ctx {num_ctx} exceeds the context length {info.context_length} of {gguf_path}"

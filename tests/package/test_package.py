@@ -282,3 +282,15 @@ def test_package_command_matches_the_library(package_zip, smollm2_gguf, tmp_path
     metrics.write_text("[1, 2]")
     assert main([*argv, "--quiet"]) == 2
     assert "metrics must be a JSON object" in capsys.readouterr().err
+
+
+def test_default_num_ctx_is_capped_at_the_models_context(tiny_llama_dir, smollm2_gguf, tmp_path):
+    """No num_ctx asked for: 2048, or a short-context model's own length (packaged, not refused)."""
+    from pocketquant.convert import convert_hf_to_gguf
+
+    tiny = convert_hf_to_gguf(tiny_llama_dir, tmp_path / "tiny.gguf", "f32", name="tiny", progress=False)
+    for gguf, expected in ((tiny, "256"), (smollm2_gguf, "2048")):
+        out = build_package(gguf, tmp_path / f"{gguf.stem}.zip", **build_kwargs(num_ctx=None))
+        with zipfile.ZipFile(out) as z:
+            modelfile = parse_modelfile(z.read("Modelfile").decode())
+        assert modelfile.parameter("num_ctx") == expected, gguf

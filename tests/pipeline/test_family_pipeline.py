@@ -48,7 +48,7 @@ def test_tiny_family_checkpoint_runs_every_stage_and_its_package_verifies(
 ) -> None:
     from pocketquant.gguf_file import GGUFFile
 
-    # Context 2048 as the real models have: the package's default num_ctx (2048) must fit it.
+    # Context 2048 as the real models have (the package's num_ctx is 2048 by default).
     model = build_tiny_model(
         tmp_path / f"tiny-{family}",
         family,
