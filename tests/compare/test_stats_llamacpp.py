@@ -27,11 +27,9 @@ def corpus():
 @pytest.fixture(scope="module")
 def reference(smollm2_hf_dir, corpus):
     """The base (transformers, float32) over CHUNKS chunks of N_CTX of the default corpus."""
-    from pocketquant.evaluate.hf import TransformersModel
     from pocketquant.evaluate.reference import compute_reference
 
-    model = TransformersModel(smollm2_hf_dir, threads=2)
-    ref = compute_reference(model, corpus, n_ctx=N_CTX, n_chunks=CHUNKS, progress=False)
+    ref = compute_reference(smollm2_hf_dir, corpus, n_ctx=N_CTX, n_chunks=CHUNKS, threads=2, progress=False)
     return ref.with_output(smollm2_hf_dir)
 
 
