@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import re
 import subprocess
 import sys
@@ -14,25 +13,11 @@ from pathlib import Path
 
 import yaml
 
+from pocketquant.testing.sweep_lab import tool_env
+
 REPO = Path(__file__).resolve().parents[2]
 VENV_BIN = Path(sys.executable).parent
 STAGES = tuple(yaml.safe_load((REPO / "dvc.yaml").read_text(encoding="utf-8"))["stages"])
-
-
-def env(**extra: str) -> dict[str, str]:
-    """The environment stages run in: this interpreter's bin first (stage commands call `python`),
-    no analytics, no network for Hugging Face libraries."""
-    e = dict(os.environ)
-    e.update(
-        PATH=f"{VENV_BIN}{os.pathsep}{e.get('PATH', '')}",
-        DVC_NO_ANALYTICS="1",
-        HF_HUB_OFFLINE="1",
-        TRANSFORMERS_OFFLINE="1",
-        GIT_TERMINAL_PROMPT="0",
-        PYTHONUNBUFFERED="1",
-    )
-    e.update(extra)
-    return e
 
 
 @dataclass
@@ -57,7 +42,7 @@ def run(cwd: Path, *args: str, timeout: float = 900, check: bool = True, **extra
     p = subprocess.run(
         list(args),
         cwd=cwd,
-        env=env(**extra_env),
+        env=tool_env(**extra_env),  # stages find this interpreter's `python`; offline
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
