@@ -74,6 +74,7 @@ def main() -> None:
         tokens_out=args.tokens,
         base_n_params=model_size(args.base)["n_params"],
         threads=threads(e["threads"]),
+        max_resident_gb=e["max_resident_gb"],
         prompts=list(e["prompts"]),
         max_new_tokens=e["max_new_tokens"],
         mc_path=e["mc"]["path"],

@@ -85,23 +85,38 @@ def load_tasks(path: str | os.PathLike[str]) -> list[Task]:
     return tasks
 
 
-def choice_logprob(model: LanguageModel, context: str, choice: str) -> tuple[float, int]:
-    """Sum of log-probs of the choice's tokens after the context, and how many tokens that is."""
+def choice_sequence(model: LanguageModel, context: str, choice: str) -> tuple[np.ndarray, int]:
+    """The tokens of context + choice, and where the choice's own tokens start."""
     ctx_ids = model.tokenize(context)
     full = np.asarray(model.tokenize(context + " " + choice), dtype=np.int32)
     common = 0
     while common < min(len(ctx_ids), len(full)) and ctx_ids[common] == full[common]:
         common += 1
-    common = max(common, 1)  # the first token is never predicted
-    rows = model.logits(full, common - 1)[: len(full) - common]
-    scores, _ = score_rows(rows, full[common:])
+    return full, max(common, 1)  # the first token is never predicted
+
+
+def choice_logprob(model: LanguageModel, context: str, choice: str) -> tuple[float, int]:
+    """Sum of log-probs of the choice's tokens after the context, and how many tokens that is."""
+    full, common = choice_sequence(model, context, choice)
+    return _choice_score(full, common, model.logits(full, common - 1))
+
+
+def _choice_score(full: np.ndarray, common: int, rows: np.ndarray) -> tuple[float, int]:
+    scores, _ = score_rows(rows[: len(full) - common], full[common:])
     return -float(scores.nll.sum()), len(full) - common
 
 
 def mc_accuracy(model: LanguageModel, tasks: list[Task]) -> dict:
+    """Each choice scored by the sum (and the mean) of its tokens' log-probs after the question;
+    every (question, choice) sequence goes through one logits_many pass."""
+    seqs = [choice_sequence(model, f"Question: {t.question}\nAnswer:", c) for t in tasks for c in t.choices]
+    passes = model.logits_many((full, common - 1) for full, common in seqs)
+    logprobs = [_choice_score(full, common, rows) for (full, common), rows in zip(seqs, passes, strict=True)]
     correct = correct_sum = 0
+    at = 0
     for t in tasks:
-        scored = [choice_logprob(model, f"Question: {t.question}\nAnswer:", c) for c in t.choices]
+        scored = logprobs[at : at + len(t.choices)]
+        at += len(t.choices)
         correct += int(np.argmax([lp / n for lp, n in scored]) == t.answer)
         correct_sum += int(np.argmax([lp for lp, _ in scored]) == t.answer)
     return {

@@ -53,22 +53,26 @@ def cut_at_stop(text: str, stop: tuple[str, ...]) -> tuple[str, str | None]:
     return text[:at], s
 
 
-def generate_texts(
+def format_prompts(
+    prompts: list[str], chat_template_from: str | os.PathLike[str] | None
+) -> tuple[bool, list[str]]:
+    """Whether the chat template applies, and the text each prompt is sent as."""
+    templated = chat_template_from is not None and has_chat_template(chat_template_from)
+    return templated, chat_prompts(prompts, chat_template_from) if templated else list(prompts)
+
+
+def generation_records(
     model: LanguageModel,
     prompts: list[str],
+    new_ids: list[list[int]],
     *,
-    max_new_tokens: int = 64,
-    chat_template_from: str | os.PathLike[str] | None = None,
+    max_new_tokens: int,
+    templated: bool,
     stop: tuple[str, ...] = (),
 ) -> list[dict]:
-    """Greedy completion of each prompt. `chat_template_from`: an HF tokenizer dir (the base model)
-    whose chat template, when it has one, wraps each prompt; None sends the prompts as they are."""
-    templated = chat_template_from is not None and has_chat_template(chat_template_from)
-    texts = chat_prompts(prompts, chat_template_from) if templated else list(prompts)
+    """One record per prompt from the token ids generated for it (`model` detokenizes)."""
     out = []
-    for prompt, text in zip(prompts, texts, strict=True):
-        ids = model.tokenize(text, special=True)
-        new = model.generate(ids, max_new_tokens)
+    for prompt, new in zip(prompts, new_ids, strict=True):
         completion, hit = cut_at_stop(model.detokenize(new), stop)
         record = {
             "prompt": prompt,
@@ -81,3 +85,20 @@ def generate_texts(
             record["stop_string"] = hit
         out.append(record)
     return out
+
+
+def generate_texts(
+    model: LanguageModel,
+    prompts: list[str],
+    *,
+    max_new_tokens: int = 64,
+    chat_template_from: str | os.PathLike[str] | None = None,
+    stop: tuple[str, ...] = (),
+) -> list[dict]:
+    """Greedy completion of each prompt. `chat_template_from`: an HF tokenizer dir (the base model)
+    whose chat template, when it has one, wraps each prompt; None sends the prompts as they are."""
+    templated, texts = format_prompts(prompts, chat_template_from)
+    new_ids = [model.generate(model.tokenize(text, special=True), max_new_tokens) for text in texts]
+    return generation_records(
+        model, prompts, new_ids, max_new_tokens=max_new_tokens, templated=templated, stop=stop
+    )

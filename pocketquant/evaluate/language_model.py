@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import abc
 import os
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 import numpy as np
@@ -33,6 +34,12 @@ class LanguageModel(abc.ABC):
     def logits(self, tokens: np.ndarray, first: int) -> np.ndarray:
         """Run `tokens` (one sequence, fresh context) and return float32 logits [len - first, n_vocab]
         for positions first .. len-1. The array may be reused by the next call: use it before then."""
+
+    def logits_many(self, seqs: Iterable[tuple[np.ndarray, int]]) -> Iterator[np.ndarray]:
+        """logits(tokens, first) of each sequence in order. An engine that runs the model in parts
+        (evaluate/layer_groups.py) passes every sequence through one part before the next."""
+        for tokens, first in seqs:
+            yield self.logits(tokens, first)
 
     @abc.abstractmethod
     def start(self, prompt_ids: list[int]) -> int:

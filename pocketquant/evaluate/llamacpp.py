@@ -62,8 +62,13 @@ class LlamaCppModel(LanguageModel):
         threads: int = 1,
         n_batch: int | None = None,
         mapped: bool | None = None,
+        vocab_only: bool = False,
+        eval_callback=None,
     ):
-        """`mapped`: memory-map the file (None: only full-precision files, see maps_file)."""
+        """`mapped`: memory-map the file (None: only full-precision files, see maps_file).
+        `vocab_only`: load the tokenizer alone (tokenize/detokenize; no weights, no context).
+        `eval_callback`: a ggml_backend_sched_eval_callback llama.cpp calls for each graph node
+        (layer_groups.py reads a layer's output through it and stops the graph there)."""
         try:
             import llama_cpp
         except ImportError as exc:
@@ -74,7 +79,7 @@ class LlamaCppModel(LanguageModel):
         self.path = Path(path)
         self.threads = threads
         self.n_ctx = n_ctx
-        self._model = self._ctx = self._batch = None
+        self._model = self._ctx = self._batch = self._embd_batch = None
         if not self.path.is_file():
             raise ModelLoadError(f"GGUF file not found: {self.path}")
         _quiet_logs(ll)
@@ -83,6 +88,7 @@ class LlamaCppModel(LanguageModel):
         mparams.n_gpu_layers = 0
         self.mapped = maps_file(self.path) if mapped is None else mapped
         mparams.load_mode = ll.LLAMA_LOAD_MODE_MMAP if self.mapped else ll.LLAMA_LOAD_MODE_NONE
+        mparams.vocab_only = vocab_only
         self._model = ll.llama_model_load_from_file(str(self.path).encode(), mparams)
         if not self._model:
             raise ModelLoadError(f"llama.cpp cannot load {self.path} (not a valid GGUF model?)")
@@ -95,13 +101,17 @@ class LlamaCppModel(LanguageModel):
         self.eos_ids = frozenset(t for t in range(self.n_vocab) if ll.llama_vocab_is_eog(self._vocab, t))
         self._n_past = 0
         self._n_batch = n_batch or n_ctx
-        self._new_context(n_ctx)
+        self._eval_callback = eval_callback  # referenced here: ctypes callbacks must outlive the context
+        self.n_embd = int(ll.llama_model_n_embd(self._model))
+        if not vocab_only:
+            self._new_context(n_ctx)
 
     def _new_context(self, n_ctx: int) -> None:
         ll = self._ll
         if self._ctx:
             ll.llama_free(self._ctx)
             ll.llama_batch_free(self._batch)
+            self._free_embd_batch()
         cparams = ll.llama_context_default_params()
         cparams.n_ctx = n_ctx
         cparams.n_batch = max(self._n_batch, n_ctx)
@@ -109,6 +119,8 @@ class LlamaCppModel(LanguageModel):
         cparams.n_threads = self.threads
         cparams.n_threads_batch = self.threads
         cparams.n_seq_max = 1
+        if self._eval_callback is not None:
+            cparams.cb_eval = self._eval_callback
         self._ctx = ll.llama_init_from_model(self._model, cparams)
         if not self._ctx:
             raise ModelLoadError(f"llama.cpp cannot create a context of {n_ctx} for {self.path}")
@@ -157,6 +169,34 @@ class LlamaCppModel(LanguageModel):
         rc = self._ll.llama_decode(self._ctx, self._batch)
         if rc != 0:
             raise ModelLoadError(f"llama_decode failed ({rc}) on {self.path}")
+
+    def embeddings_logits(self, embd: np.ndarray, first: int) -> np.ndarray:
+        """logits() for a sequence given as input embeddings [n, n_embd] (float32) instead of tokens:
+        llama.cpp's llama_batch.embd path, which enters the graph where the token lookup leaves it."""
+        n = len(embd)
+        if n > self.n_ctx:
+            self._new_context(n)
+        if self._embd_batch is None:
+            self._embd_batch = self._ll.llama_batch_init(self.n_ctx, self.n_embd, 1)
+        b = self._embd_batch
+        for i in range(n):
+            b.n_seq_id[i] = 1
+            b.seq_id[i][0] = 0
+            b.pos[i] = i
+            b.logits[i] = 1 if i >= first else 0
+        ctypes.memmove(b.embd, np.ascontiguousarray(embd, dtype=np.float32).ctypes.data, n * self.n_embd * 4)
+        b.n_tokens = n
+        self._clear()
+        rc = self._ll.llama_decode(self._ctx, b)
+        if rc != 0:
+            raise ModelLoadError(f"llama_decode failed ({rc}) on {self.path} (embeddings input)")
+        ptr = self._ll.llama_get_logits(self._ctx)
+        return np.ctypeslib.as_array(ptr, shape=(n - first, self.n_vocab))
+
+    def _free_embd_batch(self) -> None:
+        if self._embd_batch is not None:
+            self._ll.llama_batch_free(self._embd_batch)
+            self._embd_batch = None
 
     def _clear(self) -> None:
         ll = self._ll
@@ -208,6 +248,7 @@ class LlamaCppModel(LanguageModel):
         if self._batch is not None:
             ll.llama_batch_free(self._batch)
             self._batch = None
+        self._free_embd_batch()
         if self._ctx:
             ll.llama_free(self._ctx)
             self._ctx = None

@@ -111,8 +111,11 @@ def evaluate_quality(
     nll = np.empty((ch.n_chunks, ch.n_scored), np.float64)
     kld = np.empty_like(nll)
     same = np.empty(nll.shape, bool)
-    for i in tqdm(range(ch.n_chunks), desc=f"PPL + KLD ({model.engine})", disable=not progress):
-        logits = model.logits(ch.tokens[i], ch.first)[: ch.n_scored]
+    seqs = ((ch.tokens[i], ch.first) for i in range(ch.n_chunks))
+    desc = f"PPL + KLD ({model.engine})"
+    passes = tqdm(model.logits_many(seqs), total=ch.n_chunks, desc=desc, disable=not progress)
+    for i, logits in enumerate(passes):
+        logits = logits[: ch.n_scored]
         nll[i], kld[i], same[i] = score_chunk(
             logits, ch.targets[i], lambda start, stop, i=i: ref.chunk_logits(i, start, stop)
         )

@@ -10,6 +10,10 @@ evaluating process's torch, the base model, ...), started with `python -m pocket
 - ttft_s: prompt forward + picking the first token (same runs)
 - tg_tokens_per_s: n_gen (128) tokens generated one at a time after the prompt, never stopping early
 - peak_rss_mib: the process's maximum resident set size (VmHWM, pocketquant.process_usage)
+
+The same child also generates greedy completions of given prompts (token ids in, token ids out)
+when the evaluating process runs the model in layer groups and so cannot generate itself
+(evaluate/layer_groups.py); `bench=False` then skips the timings.
 """
 
 from __future__ import annotations
@@ -24,45 +28,58 @@ import time
 from pathlib import Path
 
 from pocketquant.evaluate.errors import CorpusError, ModelLoadError
+from pocketquant.evaluate.language_model import LanguageModel
 from pocketquant.evaluate.model import open_model
 from pocketquant.process_usage import peak_rss_bytes, return_freed_memory
 
 
 def bench_in_process(
-    path: str | Path, text: str, *, threads: int, n_prompt: int = 512, n_gen: int = 128, reps: int = 2
+    path: str | Path,
+    text: str,
+    *,
+    threads: int,
+    n_prompt: int = 512,
+    n_gen: int = 128,
+    reps: int = 2,
+    bench: bool = True,
+    generate: list[list[int]] | None = None,
+    max_new_tokens: int = 0,
 ) -> dict:
     t0 = time.perf_counter()
     model = open_model(path, threads=threads, n_ctx=n_prompt + n_gen)
     load_s = time.perf_counter() - t0
     with model:
-        ids = model.tokenize(text)[:n_prompt]
-        if len(ids) < n_prompt:
-            raise CorpusError(
-                f"runtime benchmark needs a {n_prompt}-token prompt; the corpus gives {len(ids)}"
-            )
-        model.start(ids[:16])  # warm-up: first-call allocations, thread pool start
-        model.step(ids[16])
-        best = float("inf")
-        for _ in range(reps):
-            t = time.perf_counter()
-            tok = model.start(ids)
-            best = min(best, time.perf_counter() - t)
+        res = _timings(model, text, n_prompt=n_prompt, n_gen=n_gen, reps=reps) if bench else {}
+        if bench:
+            res.update(engine=model.engine, threads=threads, load_s=load_s)
+        if generate:  # after the timings, which stay those of a model that did nothing else
+            res["generations"] = [model.generate(ids, max_new_tokens) for ids in generate]
+    # this child's own peak (VmHWM; ru_maxrss would start at the evaluating parent's RSS)
+    res["peak_rss_mib"] = peak_rss_bytes() / 2**20
+    return res
+
+
+def _timings(model: LanguageModel, text: str, *, n_prompt: int, n_gen: int, reps: int) -> dict:
+    ids = model.tokenize(text)[:n_prompt]
+    if len(ids) < n_prompt:
+        raise CorpusError(f"runtime benchmark needs a {n_prompt}-token prompt; the corpus gives {len(ids)}")
+    model.start(ids[:16])  # warm-up: first-call allocations, thread pool start
+    model.step(ids[16])
+    best = float("inf")
+    for _ in range(reps):
         t = time.perf_counter()
-        for _ in range(n_gen):
-            tok = model.step(tok)
-        tg_s = time.perf_counter() - t
-        engine = model.engine
+        tok = model.start(ids)
+        best = min(best, time.perf_counter() - t)
+    t = time.perf_counter()
+    for _ in range(n_gen):
+        tok = model.step(tok)
+    tg_s = time.perf_counter() - t
     return {
-        "engine": engine,
-        "threads": threads,
-        "load_s": load_s,
         "n_prompt": n_prompt,
         "pp_tokens_per_s": n_prompt / best,
         "ttft_s": best,
         "n_gen": n_gen,
         "tg_tokens_per_s": n_gen / tg_s,
-        # this child's own peak (VmHWM; ru_maxrss would start at the evaluating parent's RSS)
-        "peak_rss_mib": peak_rss_bytes() / 2**20,
     }
 
 
@@ -75,11 +92,21 @@ def measure_runtime(
     n_gen: int = 128,
     reps: int = 2,
     timeout_s: float = 1800,
+    bench: bool = True,
+    generate: list[list[int]] | None = None,
+    max_new_tokens: int = 0,
 ) -> dict:
-    """Run `bench_in_process` in a child process and return its numbers."""
+    """Run `bench_in_process` in a child process and return its numbers (and with `generate`, the
+    greedy continuations of those prompt token ids under "generations")."""
     with tempfile.TemporaryDirectory(prefix="pq-runtime-") as tmp:
         prompt, out = Path(tmp) / "prompt.txt", Path(tmp) / "out.json"
         prompt.write_text(text[: 64 * n_prompt], encoding="utf-8")  # plenty of characters for n_prompt
+        extra = [] if bench else ["--no-bench"]
+        if generate:
+            gen = Path(tmp) / "generate.json"
+            job = {"prompts": generate, "max_new_tokens": max_new_tokens}
+            gen.write_text(json.dumps(job), encoding="utf-8")
+            extra += ["--generate", str(gen)]
         cmd = [
             sys.executable,
             "-m",
@@ -95,6 +122,7 @@ def measure_runtime(
             str(n_gen),
             "--reps",
             str(reps),
+            *extra,
         ]
         env = {**os.environ, "OMP_NUM_THREADS": str(threads)}
         proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout_s, env=env)
@@ -113,10 +141,25 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--n-prompt", type=int, default=512)
     p.add_argument("--n-gen", type=int, default=128)
     p.add_argument("--reps", type=int, default=2)
+    p.add_argument("--no-bench", action="store_true", help="skip the timings (generate only)")
+    p.add_argument(
+        "--generate", help='JSON {"prompts": [[token ids], ...], "max_new_tokens": N}: greedy continuations'
+    )
     a = p.parse_args(argv)
     return_freed_memory()  # the child's peak RSS is what it really holds (pocketquant.process_usage)
     text = Path(a.prompt_file).read_text(encoding="utf-8")
-    res = bench_in_process(a.model, text, threads=a.threads, n_prompt=a.n_prompt, n_gen=a.n_gen, reps=a.reps)
+    gen = json.loads(Path(a.generate).read_text(encoding="utf-8")) if a.generate else {}
+    res = bench_in_process(
+        a.model,
+        text,
+        threads=a.threads,
+        n_prompt=a.n_prompt,
+        n_gen=a.n_gen,
+        reps=a.reps,
+        bench=not a.no_bench,
+        generate=gen.get("prompts"),
+        max_new_tokens=gen.get("max_new_tokens", 0),
+    )
     Path(a.out_json).write_text(json.dumps(res), encoding="utf-8")
     return 0
 
