@@ -3,14 +3,15 @@ time, with the logits of a whole-model run, bit for bit.
 
 An 8B Q4_K_M file is 4.6 GB; llama.cpp holds all of it to run it (read into its own buffers, or
 mapped and faulted in at load). To score it in less, the file is split into group files: layers
-a..b-1 renumbered from 0 with `block_count = b - a`, all metadata, the token embeddings and the
-output norm, and the output matrix in the last group only. Every sequence goes through group 0 from
-its tokens; llama.cpp's graph-eval callback copies out the group's last layer output (graph node
-`l_out-{b-a-1}`) and stops the graph there; the next group takes those hidden states as input
-embeddings (`llama_batch.embd`). The last group runs to the logits. Same kernels, same ubatch, same
-positions: the logits equal a whole-model run's exactly (tests/evaluate/test_eval_layer_groups.py,
-for every family allowed below). Only one group file exists and is loaded at a time; hidden states
-between groups wait in a temporary file.
+a..b-1 renumbered from 0 with `block_count = b - a`, all metadata, and the tensors outside the
+layers (token embeddings, output norm and matrix; only the last group uses the output). Every
+sequence goes through group 0 from its tokens; llama.cpp's graph-eval callback copies out the
+group's last layer output (graph node `l_out-{b-a-1}`) and stops the graph there; the next group
+takes those hidden states as input embeddings (`llama_batch.embd`). The last group runs to the
+logits. Same kernels, same ubatch, same positions: the logits equal a whole-model run's exactly
+(tests/evaluate/test_eval_layer_groups.py; tests/families/test_family_layer_groups.py for every
+architecture allowed below). One group file exists and is loaded at a time (in TMPDIR); hidden
+states between groups wait in a temporary file there too.
 
 Greedy generation needs every layer for every token, so the evaluation does it where the whole model
 is loaded anyway: the deployment benchmark's child process (pocketquant.evaluate.runtime).
@@ -39,6 +40,9 @@ GROUPABLE_ARCHS = frozenset({"llama", "qwen2", "qwen3", "phi2", "phi3", "olmo2",
 # Keys that act on the input embeddings: removed from the groups after the first, whose input is
 # already a hidden state (llama.cpp applies granite.embedding_scale to `embd` input too).
 INPUT_EMBEDDING_KEYS = {"granite": ("granite.embedding_scale",)}
+# Architectures whose sliding window, when the file sets one, applies to every k-th layer by index
+# (OLMo 2's pattern of 4); llama.cpp's Phi-3 ignores the key, the others have none.
+SLIDING_WINDOW_PATTERN_ARCHS = frozenset({"olmo2"})
 _BLOCK = re.compile(r"blk\.(\d+)\.(.+)")
 
 
@@ -47,7 +51,7 @@ def groupable(f: GGUFFile) -> str | None:
     arch = f.get("general.architecture")
     if arch not in GROUPABLE_ARCHS:
         return f"architecture {arch!r} is evaluated whole (groupable: {', '.join(sorted(GROUPABLE_ARCHS))})"
-    if f.get(f"{arch}.attention.sliding_window"):
+    if arch in SLIDING_WINDOW_PATTERN_ARCHS and f.get(f"{arch}.attention.sliding_window"):
         return f"{arch} with sliding-window layers is evaluated whole"
     return None
 
@@ -65,20 +69,18 @@ def plan_groups(f: GGUFFile, max_bytes: int) -> list[tuple[int, int]] | None:
     arch = f.get("general.architecture")
     n_layer = int(f.get(f"{arch}.block_count"))
     layer_bytes = [0] * n_layer
-    shared = output = 0
+    shared = 0
     for t in f.tensors:
         i = _layer_of(t)
-        if i is not None:
-            layer_bytes[i] += t.nbytes
-        elif t.name.startswith("output."):
-            output += t.nbytes
-        else:
+        if i is None:
             shared += t.nbytes
+        else:
+            layer_bytes[i] += t.nbytes
     groups: list[tuple[int, int]] = []
     a = 0
     while a < n_layer:
         b, size = a + 1, shared + layer_bytes[a]
-        while b < n_layer and size + layer_bytes[b] + (output if b == n_layer - 1 else 0) <= max_bytes:
+        while b < n_layer and size + layer_bytes[b] <= max_bytes:
             size += layer_bytes[b]
             b += 1
         groups.append((a, b))
@@ -87,10 +89,9 @@ def plan_groups(f: GGUFFile, max_bytes: int) -> list[tuple[int, int]] | None:
 
 
 def write_group(f: GGUFFile, a: int, b: int, out: Path) -> Path:
-    """The GGUF of layers a..b-1 of `f` (renumbered from 0) with the shared tensors; the output
-    matrix only in the last group (llama.cpp falls back to the token embeddings elsewhere)."""
+    """The GGUF of layers a..b-1 of `f` (renumbered from 0) with every tensor outside the layers
+    (token embeddings, output norm and matrix: most architectures refuse a file without them)."""
     arch = f.get("general.architecture")
-    n_layer = int(f.get(f"{arch}.block_count"))
     kvs = dict(f.kv)
     kvs[f"{arch}.block_count"] = KV(kvs[f"{arch}.block_count"].type, b - a)
     if a > 0:
@@ -102,7 +103,7 @@ def write_group(f: GGUFFile, a: int, b: int, out: Path) -> Path:
         if i is not None:
             if a <= i < b:
                 keep.append((t, f"blk.{i - a}.{_BLOCK.fullmatch(t.name).group(2)}"))  # type: ignore[union-attr]
-        elif not t.name.startswith("output.") or b == n_layer or t.name == "output_norm.weight":
+        else:
             keep.append((t, t.name))
     with create_gguf(out, kvs, [TensorInfo(name, t.shape, t.type) for t, name in keep]) as w:
         for t, _ in keep:
