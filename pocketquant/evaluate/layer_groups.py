@@ -4,13 +4,13 @@ time, with the logits of a whole-model run, bit for bit.
 An 8B Q4_K_M file is 4.6 GB; llama.cpp holds all of it to run it (read into its own buffers, or
 mapped and faulted in at load). To score it in less, the file is split into group files: layers
 a..b-1 renumbered from 0 with `block_count = b - a`, all metadata, and the tensors outside the
-layers (token embeddings, output norm and matrix; only the last group uses the output). Every
-sequence goes through group 0 from its tokens; llama.cpp's graph-eval callback copies out the
-group's last layer output (graph node `l_out-{b-a-1}`) and stops the graph there; the next group
-takes those hidden states as input embeddings (`llama_batch.embd`). The last group runs to the
-logits. Same kernels, same ubatch, same positions: the logits equal a whole-model run's exactly
-(tests/evaluate/test_eval_layer_groups.py; tests/families/test_family_layer_groups.py for every
-architecture allowed below). One group file exists and is loaded at a time (in TMPDIR); hidden
+layers (token embeddings and output matrix as zero stand-ins where the group does not read them,
+see group_layout). Every sequence goes through group 0 from its tokens; llama.cpp's graph-eval
+callback copies out the group's last layer output (graph node `l_out-{b-a-1}`) and stops the graph
+there; the next group takes those hidden states as input embeddings (`llama_batch.embd`). The last
+group runs to the logits. Same kernels, same ubatch, same positions: the logits equal a whole-model
+run's exactly (tests/evaluate/test_eval_layer_groups.py; tests/families/test_family_layer_groups.py
+for every architecture allowed below). One group file exists and is loaded at a time (in TMPDIR); hidden
 states between groups wait in a temporary file there too.
 
 Greedy generation needs every layer for every token, so the evaluation does it where the whole model
@@ -30,7 +30,7 @@ import numpy as np
 from pocketquant.evaluate.errors import ModelLoadError
 from pocketquant.evaluate.language_model import LanguageModel
 from pocketquant.evaluate.llamacpp import LlamaCppModel
-from pocketquant.gguf_file import KV, GGUFFile, TensorInfo, create_gguf
+from pocketquant.gguf_file import KV, GGMLType, GGUFFile, TensorInfo, create_gguf, type_size
 
 # Architectures whose layers depend on nothing but their weights and position (no per-layer
 # pattern a renumbering would shift, no input scaling a later group would apply twice), checked by
@@ -43,6 +43,8 @@ INPUT_EMBEDDING_KEYS = {"granite": ("granite.embedding_scale",)}
 # Architectures whose sliding window, when the file sets one, applies to every k-th layer by index
 # (OLMo 2's pattern of 4); llama.cpp's Phi-3 ignores the key, the others have none.
 SLIDING_WINDOW_PATTERN_ARCHS = frozenset({"olmo2"})
+# Stand-ins for the big tensors a group does not read, smallest first (IQ1_S: 1.56 bits a weight).
+STAND_IN_TYPES = (GGMLType.IQ1_S, GGMLType.Q4_0, GGMLType.F16)
 _BLOCK = re.compile(r"blk\.(\d+)\.(.+)")
 
 
@@ -61,27 +63,56 @@ def _layer_of(t: TensorInfo) -> int | None:
     return int(m.group(1)) if m else None
 
 
+def _n_layer(f: GGUFFile) -> int:
+    return int(f.get(f"{f.get('general.architecture')}.block_count"))
+
+
+def _stand_in(t: TensorInfo) -> TensorInfo:
+    """A zero-filled tensor of t's name and shape in the smallest type whose block fits its rows."""
+    for kind in STAND_IN_TYPES:
+        if t.shape[0] % type_size(kind)[0] == 0:
+            return TensorInfo(t.name, t.shape, kind)
+    return t
+
+
+def group_layout(f: GGUFFile, a: int, b: int) -> list[tuple[TensorInfo, TensorInfo]]:
+    """(tensor of `f`, tensor of the group file) for the group of layers a..b-1: its layers renumbered
+    from 0, and every tensor outside the layers (most architectures refuse a file without them). The
+    token embeddings are read only by the first group (and by the last when they are the output
+    matrix too), the output matrix only by the last: elsewhere they are stand-ins (llama.cpp checks
+    their shapes and never reads them), which keeps an 8B F16 group from carrying 2.1 GB of both."""
+    n_layer = _n_layer(f)
+    tied = not any(t.name == "output.weight" for t in f.tensors)
+    used = {
+        "token_embd.weight": a == 0 or (b == n_layer and tied),
+        "output.weight": b == n_layer,
+    }
+    layout = []
+    for t in f.tensors:
+        i = _layer_of(t)
+        if i is None:
+            layout.append((t, t if used.get(t.name, True) else _stand_in(t)))
+        elif a <= i < b:
+            name = f"blk.{i - a}.{_BLOCK.fullmatch(t.name).group(2)}"  # type: ignore[union-attr]
+            layout.append((t, TensorInfo(name, t.shape, t.type)))
+    return layout
+
+
 def plan_groups(f: GGUFFile, max_bytes: int) -> list[tuple[int, int]] | None:
     """Layer ranges [a, b) whose group files each hold at most `max_bytes` of tensor data (at least
     one layer each), or None when the whole file fits or the architecture is not groupable."""
     if f.file_size <= max_bytes or groupable(f) is not None:
         return None
-    arch = f.get("general.architecture")
-    n_layer = int(f.get(f"{arch}.block_count"))
-    layer_bytes = [0] * n_layer
-    shared = 0
-    for t in f.tensors:
-        i = _layer_of(t)
-        if i is None:
-            shared += t.nbytes
-        else:
-            layer_bytes[i] += t.nbytes
+    n_layer = _n_layer(f)
+
+    def size(a: int, b: int) -> int:
+        return sum(out.nbytes for _, out in group_layout(f, a, b))
+
     groups: list[tuple[int, int]] = []
     a = 0
     while a < n_layer:
-        b, size = a + 1, shared + layer_bytes[a]
-        while b < n_layer and size + layer_bytes[b] <= max_bytes:
-            size += layer_bytes[b]
+        b = a + 1
+        while b < n_layer and size(a, b + 1) <= max_bytes:
             b += 1
         groups.append((a, b))
         a = b
@@ -89,26 +120,21 @@ def plan_groups(f: GGUFFile, max_bytes: int) -> list[tuple[int, int]] | None:
 
 
 def write_group(f: GGUFFile, a: int, b: int, out: Path) -> Path:
-    """The GGUF of layers a..b-1 of `f` (renumbered from 0) with every tensor outside the layers
-    (token embeddings, output norm and matrix: most architectures refuse a file without them)."""
+    """The GGUF file of the group of layers a..b-1 (group_layout), written atomically at `out`."""
     arch = f.get("general.architecture")
     kvs = dict(f.kv)
     kvs[f"{arch}.block_count"] = KV(kvs[f"{arch}.block_count"].type, b - a)
     if a > 0:
         for key in INPUT_EMBEDDING_KEYS.get(arch, ()):
             kvs.pop(key, None)
-    keep: list[tuple[TensorInfo, str]] = []
-    for t in f.tensors:
-        i = _layer_of(t)
-        if i is not None:
-            if a <= i < b:
-                keep.append((t, f"blk.{i - a}.{_BLOCK.fullmatch(t.name).group(2)}"))  # type: ignore[union-attr]
-        else:
-            keep.append((t, t.name))
-    with create_gguf(out, kvs, [TensorInfo(name, t.shape, t.type) for t, name in keep]) as w:
-        for t, _ in keep:
-            for start in range(0, t.nbytes, 64 << 20):  # 64 MB at a time: never a whole tensor
-                w.write(f.read_tensor(t, start, min(t.nbytes, start + (64 << 20))))
+    layout = group_layout(f, a, b)
+    step = 64 << 20  # 64 MB at a time: never a whole tensor in memory
+    with create_gguf(out, kvs, [dst for _, dst in layout]) as w:
+        for src, dst in layout:
+            for start in range(0, dst.nbytes, step):
+                stop = min(dst.nbytes, start + step)
+                same = dst.type == src.type
+                w.write(f.read_tensor(src, start, stop) if same else bytes(stop - start))
     return out
 
 
