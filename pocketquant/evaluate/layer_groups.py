@@ -53,6 +53,9 @@ def groupable(f: GGUFFile) -> str | None:
     arch = f.get("general.architecture")
     if arch not in GROUPABLE_ARCHS:
         return f"architecture {arch!r} is evaluated whole (groupable: {', '.join(sorted(GROUPABLE_ARCHS))})"
+    n_layer = f.get(f"{arch}.block_count")
+    if not isinstance(n_layer, int) or n_layer < 2:
+        return f"{arch}.block_count is {n_layer!r}: nothing to group (llama.cpp judges the file whole)"
     if arch in SLIDING_WINDOW_PATTERN_ARCHS and f.get(f"{arch}.attention.sliding_window"):
         return f"{arch} with sliding-window layers is evaluated whole"
     return None

@@ -89,17 +89,26 @@ def test_plan_covers_every_layer_once_within_the_budget(q4_k_m, tmp_path):
             path.unlink()
 
 
-def test_architectures_that_are_not_groupable_are_evaluated_whole(tmp_path, q4_k_m):
+@pytest.mark.parametrize(
+    ("key", "value"),
+    [("general.architecture", "gemma"), ("llama.block_count", None), ("llama.block_count", "thirty")],
+)
+def test_files_that_cannot_be_grouped_are_evaluated_whole(key, value, tmp_path, q4_k_m):
+    """Gemma's graph rescales its input; a missing or non-integer layer count leaves nothing to plan
+    (llama.cpp then refuses the file by name, as it would anyway)."""
     from pocketquant.gguf_file import KV, TensorInfo, create_gguf
 
     with GGUFFile(q4_k_m) as f:
         kvs = dict(f.kv)
-        kvs["general.architecture"] = KV.string("gemma")
+        if value is None:
+            del kvs[key]
+        else:
+            kvs[key] = KV.string(value)
         tensors = [TensorInfo(t.name, t.shape, t.type) for t in f.tensors]
-        with create_gguf(tmp_path / "gemma.gguf", kvs, tensors) as w:
+        with create_gguf(tmp_path / "odd.gguf", kvs, tensors) as w:
             for t in f.tensors:
                 w.write(f.read_tensor(t))
-    with GGUFFile(tmp_path / "gemma.gguf") as g:
+    with GGUFFile(tmp_path / "odd.gguf") as g:
         assert plan_groups(g, g.file_size // 4) is None
 
 
