@@ -26,6 +26,7 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 import numpy as np
+from tqdm import tqdm
 
 from pocketquant.evaluate.errors import ModelLoadError
 from pocketquant.evaluate.language_model import LanguageModel
@@ -205,10 +206,18 @@ class LayerGroupedLlamaCpp(LanguageModel):
     engine = "llama.cpp"
 
     def __init__(
-        self, path: str | Path, groups: list[tuple[int, int]], *, n_ctx: int = 512, threads: int = 1
+        self,
+        path: str | Path,
+        groups: list[tuple[int, int]],
+        *,
+        n_ctx: int = 512,
+        threads: int = 1,
+        progress: bool = True,
     ):
         self.path = Path(path)
         self.groups = groups
+        self.n_layer = groups[-1][1]
+        self.progress = progress
         self.n_ctx = n_ctx
         self.threads = threads
         self._vocab = LlamaCppModel(self.path, n_ctx=n_ctx, threads=threads, vocab_only=True)
@@ -240,7 +249,10 @@ class LayerGroupedLlamaCpp(LanguageModel):
                 )
                 out = None if last else _Spool()
                 try:
-                    for i, (tokens, first) in enumerate(seqs):
+                    # The last group's progress is the caller's (one step per logits yielded).
+                    desc = f"layers {a}-{b - 1} of {self.n_layer} (llama.cpp)"
+                    steps = seqs if last else tqdm(seqs, desc=desc, disable=not self.progress, leave=False)
+                    for i, (tokens, first) in enumerate(steps):
                         # Every position is an output before the last group: its last layer keeps
                         # only the output rows (llama.cpp's inp_out_ids), the next group needs all.
                         want = first if last else 0
