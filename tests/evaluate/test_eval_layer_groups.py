@@ -159,3 +159,27 @@ def test_evaluate_variant_in_layer_groups_gives_the_whole_model_numbers(
     sp = runs["grouped"]["speed"]
     assert sp["engine"] == "llama.cpp" and sp["n_prompt"] == 64 and sp["tg_tokens_per_s"] > 0
     assert "generations" not in sp
+
+
+def test_grouped_evaluation_without_the_benchmark_still_generates(
+    q4_k_m, smollm2_hf_dir, default_corpus, hf_reference, tmp_path
+):
+    """eval.bench.enabled=false: no speed block, and the child that generates skips the timings."""
+    m = evaluate_variant(
+        q4_k_m,
+        name="q4_k_m",
+        corpus=default_corpus,
+        reference=hf_reference,
+        base=smollm2_hf_dir,
+        metrics_out=tmp_path / "m.json",
+        generations_out=tmp_path / "gen.json",
+        threads=2,
+        prompts=["Name a colour."],
+        max_new_tokens=4,
+        runtime=False,
+        progress=False,
+        max_resident_gb=q4_k_m.stat().st_size / 3 / 1e9,
+    )
+    assert "speed" not in m and len(m["quality"]["layer_groups"]) >= 3
+    (g,) = json.loads((tmp_path / "gen.json").read_text())["generations"]
+    assert 0 < g["n_tokens"] <= 4 and g["completion"]
