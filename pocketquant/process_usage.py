@@ -61,3 +61,14 @@ def return_freed_memory(threshold: int = 2**20) -> bool:
         return bool(libc is not None and libc.mallopt(_M_MMAP_THRESHOLD, threshold))
     except (OSError, AttributeError):  # not glibc (musl, macOS): nothing to tune
         return False
+
+
+def trim_freed_memory() -> None:
+    """Hand memory glibc holds freed back to the OS now (malloc_trim; a no-op elsewhere)."""
+    name = ctypes.util.find_library("c")
+    try:
+        libc = ctypes.CDLL(name) if name else None
+        if libc is not None:
+            libc.malloc_trim(0)
+    except (OSError, AttributeError):  # not glibc
+        pass

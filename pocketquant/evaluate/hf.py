@@ -79,11 +79,12 @@ class TransformersModel(LanguageModel):
         self._tokenizer = HFTokenizer(self.path, gguf_file=gguf_file)
         try:
             if quantized and not gguf_file:  # NF4: read, not mapped (see load_nf4_model)
-                from pocketquant.nf4 import choose_cpu_kernels, load_nf4_model
+                from pocketquant.nf4 import choose_cpu_kernels, load_nf4_model, warm_up_cpu_kernels
 
                 with contextlib.redirect_stderr(io.StringIO()):
                     self.model = load_nf4_model(self.path, choose_kernels=False)
                 choose_cpu_kernels(self.model, where=str(self.path))  # its message is not silenced
+                warm_up_cpu_kernels(self.model)
             else:
                 with contextlib.redirect_stderr(io.StringIO()):
                     self.model = transformers.AutoModelForCausalLM.from_pretrained(
