@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import functools
 import resource
 import sys
 import time
@@ -64,11 +65,17 @@ def return_freed_memory(threshold: int = 2**20) -> bool:
 
 
 def trim_freed_memory() -> None:
-    """Hand memory glibc holds freed back to the OS now (malloc_trim; a no-op elsewhere)."""
+    """Hand memory glibc holds freed (in every arena) back to the OS now; a no-op elsewhere."""
+    libc = _libc()
+    if libc is not None and hasattr(libc, "malloc_trim"):
+        libc.malloc_trim(0)
+
+
+@functools.cache
+def _libc() -> ctypes.CDLL | None:
+    # find_library runs `ldconfig -p` in a child process: once per process, not once per call
     name = ctypes.util.find_library("c")
     try:
-        libc = ctypes.CDLL(name) if name else None
-        if libc is not None:
-            libc.malloc_trim(0)
-    except (OSError, AttributeError):  # not glibc
-        pass
+        return ctypes.CDLL(name) if name else None
+    except OSError:
+        return None

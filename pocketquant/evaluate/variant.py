@@ -85,11 +85,12 @@ def evaluate_variant(
     size = model_size(variant, base_n_params)
     max_bytes = None if max_resident_gb is None else int(max_resident_gb * 1e9)
     speed = None
+    # Before the model is loaded: the base's tokenizer is big too (250 MB at a 128k vocabulary).
+    templated, texts = format_prompts(prompts or [], base)
     with open_model(variant, threads=threads, n_ctx=ref.n_ctx, max_resident_bytes=max_bytes) as model:
         quality = evaluate_quality(model, corpus, ref, progress=progress)
         per_token = quality.pop("per_token")
         mc = mc_accuracy(model, load_tasks(mc_path)) if mc_path else None
-        templated, texts = format_prompts(prompts or [], base)
         prompt_ids = [model.tokenize(text, special=True) for text in texts]
         grouped = isinstance(model, LayerGroupedLlamaCpp)
         if not grouped:
