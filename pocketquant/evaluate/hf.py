@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import io
 import logging
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 import numpy as np
@@ -57,6 +58,34 @@ class HFTokenizer:
 
     def detokenize(self, ids: list[int]) -> str:
         return self.tokenizer.decode(ids, skip_special_tokens=True)
+
+
+class HeadLogits:
+    """A chunk's logits over the full vocabulary, computed from its final hidden states for the rows
+    that are asked for: scoring asks for 32 at a time, and the whole [255, 128256] float32 matrix is
+    131 MB. Slicing rows gives a HeadLogits; np.asarray computes. A logit depends on its own hidden
+    row and row of W only, and the head runs in the model's dtype: the same bits as the whole matrix
+    (tests/evaluate/test_eval_hf_logits.py)."""
+
+    def __init__(self, hidden, compute, n_vocab: int):  # noqa: ANN001 - a torch tensor, a callable
+        self._hidden, self._compute = hidden, compute
+        self.shape = (int(hidden.shape[0]), n_vocab)
+
+    def __len__(self) -> int:
+        return self.shape[0]
+
+    def __getitem__(self, key):  # noqa: ANN001, ANN204 - numpy-style indexing
+        if isinstance(key, slice) and key.step in (None, 1):
+            start, stop, _ = key.indices(len(self))
+            return HeadLogits(self._hidden[start:stop], self._compute, self.shape[1])
+        return np.asarray(self)[key]
+
+    def __array__(self, dtype=None, copy=None) -> np.ndarray:  # noqa: ANN001 - numpy protocol
+        import torch
+
+        with torch.inference_mode():
+            out = self._compute(self._hidden)
+        return out if dtype is None else out.astype(dtype, copy=False)
 
 
 class TransformersModel(LanguageModel):
@@ -110,6 +139,14 @@ class TransformersModel(LanguageModel):
         return self._tokenizer.detokenize(ids)
 
     def logits(self, tokens: np.ndarray, first: int) -> np.ndarray:
+        return np.asarray(self._lazy_logits(tokens, first))
+
+    def logits_many(self, seqs: Iterable[tuple[np.ndarray, int]]) -> Iterator[np.ndarray]:
+        """Each sequence's logits as HeadLogits: the rows scoring asks for, computed when asked."""
+        for tokens, first in seqs:
+            yield self._lazy_logits(tokens, first)  # type: ignore[misc] - array-like, see HeadLogits
+
+    def _lazy_logits(self, tokens: np.ndarray, first: int) -> np.ndarray | HeadLogits:
         import torch
 
         ids = torch.from_numpy(np.asarray(tokens, dtype=np.int64))[None]
@@ -119,7 +156,7 @@ class TransformersModel(LanguageModel):
                 out = self.model(input_ids=ids, use_cache=False, logits_to_keep=len(tokens) - first)
                 return out.logits[0].float().numpy()
             hidden = self.model.base_model(input_ids=ids, use_cache=False).last_hidden_state[0, first:]
-            return self._head_logits(hidden, head)
+        return HeadLogits(hidden, lambda h: self._head_logits(h, head), int(head.weight.shape[0]))
 
     def _head_logits(self, hidden, head) -> np.ndarray:  # noqa: ANN001 - torch types, imported lazily
         """The model's own logits of `hidden` (its output head and transform, in its dtype), one

@@ -94,10 +94,11 @@ def score_chunk(
     n = len(targets)
     nll, kld, same = np.empty(n, np.float64), np.empty(n, np.float64), np.empty(n, bool)
     for start, stop in row_blocks(n, SCORE_BLOCK_ROWS):
-        rows, _ = score_rows(logits[start:stop], targets[start:stop])
+        block = np.asarray(logits[start:stop])  # computed here when `logits` is lazy (HeadLogits)
+        rows, _ = score_rows(block, targets[start:stop])
         base = base_logits(start, stop) if callable(base_logits) else base_logits[start:stop]
         nll[start:stop] = rows.nll
-        kld[start:stop] = kl_full(base, logits[start:stop])
+        kld[start:stop] = kl_full(base, block)
         same[start:stop] = rows.top1 == base.argmax(dim=1).to(torch.int32).numpy()
     return nll, kld, same
 
