@@ -56,11 +56,10 @@ def return_freed_memory(threshold: int = 2**20) -> bool:
     which such blocks come from its heap and stay resident when freed: scoring one 128k-vocabulary
     block after another kept ~400 MB more RSS than it used (a 3B evaluation peaked at 3.2 GB
     instead of 2.9 GB). A fixed threshold keeps every block above it an mmap of its own."""
-    name = ctypes.util.find_library("c")
+    libc = _libc()
     try:
-        libc = ctypes.CDLL(name) if name else None
         return bool(libc is not None and libc.mallopt(_M_MMAP_THRESHOLD, threshold))
-    except (OSError, AttributeError):  # not glibc (musl, macOS): nothing to tune
+    except AttributeError:  # not glibc (musl, macOS): nothing to tune
         return False
 
 
